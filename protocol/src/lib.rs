@@ -1,0 +1,21 @@
+//! Kafka wire protocol for Floe: framing, request decoding, response encoding,
+//! record-batch views and the table of API versions Floe advertises.
+//!
+//! This crate does no I/O. Message bodies are (de)serialised by the
+//! `kafka-protocol` crate; record batches are never re-encoded, only checked and
+//! stamped with their base offset.
+
+pub mod alloc;
+pub mod batch;
+pub mod frame;
+pub mod request;
+pub mod response;
+pub mod versions;
+
+pub use batch::{BatchError, RecordBatch};
+pub use frame::FrameError;
+pub use kafka_protocol;
+pub use kafka_protocol::error::ResponseError;
+pub use request::{DecodeError, RequestFrame};
+pub use response::encode_response;
+pub use versions::{supported_versions, SUPPORTED_APIS};

@@ -1,0 +1,29 @@
+//! Floe's stream store.
+//!
+//! A stream is an append-only sequence of record batches addressed by offset
+//! (a Kafka partition is one stream). Appends go to a broker-wide WAL with
+//! group commit; an uploader moves WAL contents into stream-set objects in
+//! the object store and commits them to a metadata log kept in the same
+//! bucket; reads come from an in-memory log cache or from objects through a
+//! block cache. This crate knows nothing of Kafka requests: it deals in
+//! streams, offsets and byte batches.
+
+mod block_cache;
+pub mod config;
+pub mod error;
+pub mod meta;
+pub mod object;
+pub mod object_store_url;
+mod store;
+mod stream;
+mod uploader;
+pub mod wal;
+
+pub use config::StoreConfig;
+pub use error::{Result, StorageError};
+pub use meta::{MetaState, TopicMeta};
+pub use object_store_url::Bucket;
+pub use store::{AppendInput, Appended, ReadResult, StreamOffsets, StreamStore, TimestampHint};
+
+/// Identifies a stream within a cluster.
+pub type StreamId = u64;
