@@ -498,3 +498,14 @@ fn random_id() -> [u8; 16] {
     }
     out
 }
+
+impl StreamStore {
+    /// The batches the log cache holds for a stream, oldest first (after a
+    /// restart: what the WAL replayed).
+    pub fn cached_batches(&self, id: StreamId) -> Vec<Bytes> {
+        match self.stream(id) {
+            Ok(stream) => stream.lock().cache.iter().map(|b| b.bytes.clone()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Broker settings: command-line flags, each also settable by a `FLOE_*`
+//! environment variable and by a TOML file (`--config`). Precedence: flag,
+//! then environment, then file, then default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde::Deserialize;
+
+/// Kafka's `message.max.bytes` default: the largest record batch accepted.
+pub const DEFAULT_MESSAGE_MAX_BYTES: i32 = 1_048_588;
+
+#[derive(Debug, Clone, Default, Parser, Deserialize)]
+#[command(name = "floe", version, about = "Floe: a Kafka-compatible broker whose durable home is object storage")]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Args {
+    /// TOML file with any of these settings (keys as the long flag names).
+    #[arg(long, env = "FLOE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to serve Kafka on [default: 127.0.0.1:9092].
+    #[arg(long, env = "FLOE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// HOST:PORT clients should connect to [default: the listen address].
+    #[arg(long, env = "FLOE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Directory for the WAL and, by default, the objects [default: ./floe-data].
+    #[arg(long, env = "FLOE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// file://PATH or s3://BUCKET/PREFIX (S3 settings from AWS_ENDPOINT_URL,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION) [default: file://DATA_DIR/objects].
+    #[arg(long, env = "FLOE_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// This broker's id [default: 0].
+    #[arg(long, env = "FLOE_BROKER_ID")]
+    pub broker_id: Option<i32>,
+    /// Create unknown topics on first use, as Kafka's auto.create.topics.enable [default: true].
+    #[arg(long, env = "FLOE_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics and of CreateTopics without a count [default: 1].
+    #[arg(long, env = "FLOE_NUM_PARTITIONS")]
+    pub num_partitions: Option<i32>,
+    /// Largest request accepted, as socket.request.max.bytes [default: 104857600].
+    #[arg(long, env = "FLOE_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Largest record batch accepted unless a topic sets max.message.bytes [default: 1048588].
+    #[arg(long, env = "FLOE_MESSAGE_MAX_BYTES")]
+    pub message_max_bytes: Option<i32>,
+    /// Upload the WAL to the object store at least this often, in ms [default: 500].
+    #[arg(long, env = "FLOE_UPLOAD_INTERVAL_MS")]
+    pub upload_interval_ms: Option<u64>,
+    /// Upload as soon as this many bytes wait [default: 16777216].
+    #[arg(long, env = "FLOE_UPLOAD_BYTES")]
+    pub upload_bytes: Option<u64>,
+    /// Most client connections served at once [default: 10000].
+    #[arg(long, env = "FLOE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub listen: SocketAddr,
+    pub advertise_host: String,
+    pub advertise_port: i32,
+    pub data_dir: PathBuf,
+    pub object_store: String,
+    pub broker_id: i32,
+    pub auto_create_topics: bool,
+    pub num_partitions: i32,
+    pub max_request_bytes: usize,
+    pub message_max_bytes: i32,
+    pub upload_interval: Duration,
+    pub upload_bytes: u64,
+    pub max_connections: usize,
+}
+
+impl BrokerConfig {
+    /// Merges flags/environment over the `--config` file over defaults.
+    pub fn resolve(cli: Args) -> anyhow::Result<Self> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => Args::default(),
+        };
+        macro_rules! pick {
+            ($f:ident, $default:expr) => {
+                cli.$f.clone().or(file.$f.clone()).unwrap_or_else(|| $default)
+            };
+        }
+        let listen: SocketAddr = pick!(listen, "127.0.0.1:9092".parse().expect("valid default"));
+        let data_dir = pick!(data_dir, PathBuf::from("floe-data"));
+        let data_dir = std::path::absolute(&data_dir)
+            .with_context(|| format!("data dir {}", data_dir.display()))?;
+        let object_store =
+            pick!(object_store, format!("file://{}", data_dir.join("objects").display()));
+        let advertise = pick!(advertise, listen.to_string());
+        let (host, port) = advertise
+            .rsplit_once(':')
+            .with_context(|| format!("--advertise {advertise:?} must be HOST:PORT"))?;
+        let advertise_port: u16 =
+            port.parse().with_context(|| format!("--advertise {advertise:?}: bad port"))?;
+        let config = Self {
+            listen,
+            advertise_host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
+            advertise_port: i32::from(advertise_port),
+            data_dir,
+            object_store,
+            broker_id: pick!(broker_id, 0),
+            auto_create_topics: pick!(auto_create_topics, true),
+            num_partitions: pick!(num_partitions, 1),
+            max_request_bytes: pick!(max_request_bytes, 100 << 20),
+            message_max_bytes: pick!(message_max_bytes, DEFAULT_MESSAGE_MAX_BYTES),
+            upload_interval: Duration::from_millis(pick!(upload_interval_ms, 500)),
+            upload_bytes: pick!(upload_bytes, 16 << 20),
+            max_connections: pick!(max_connections, 10_000),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.broker_id < 0 {
+            bail!("--broker-id must be >= 0, got {}", self.broker_id);
+        }
+        if self.num_partitions < 1 {
+            bail!("--num-partitions must be >= 1, got {}", self.num_partitions);
+        }
+        if self.max_request_bytes < 1024 {
+            bail!("--max-request-bytes must be at least 1024");
+        }
+        if self.message_max_bytes < 64 || self.message_max_bytes as usize > 16 << 20 {
+            bail!("--message-max-bytes must be between 64 and 16777216 (the WAL entry limit)");
+        }
+        if self.upload_interval.is_zero() || self.upload_bytes == 0 {
+            bail!("--upload-interval-ms and --upload-bytes must be positive");
+        }
+        if self.max_connections == 0 {
+            bail!("--max-connections must be positive");
+        }
+        if !self.object_store.starts_with("file://") && !self.object_store.starts_with("s3://") {
+            bail!("--object-store {:?} must start with file:// or s3://", self.object_store);
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Args> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_single_node() {
+        let c = BrokerConfig::resolve(Args::parse_from(["floe"])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!((c.advertise_host.as_str(), c.advertise_port), ("127.0.0.1", 9092));
+        assert!(c.object_store.starts_with("file://") && c.object_store.ends_with("floe-data/objects"));
+        assert!(c.auto_create_topics);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("floe.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:19092\"\nbroker-id = 3\nnum-partitions = 6\n").unwrap();
+        let p = path.to_str().unwrap();
+        let c = BrokerConfig::resolve(Args::parse_from(["floe", "--config", p, "--broker-id", "4"])).unwrap();
+        assert_eq!(c.listen.port(), 19092);
+        assert_eq!(c.broker_id, 4);
+        assert_eq!(c.num_partitions, 6);
+        std::fs::write(&path, "no-such-key = 1\n").unwrap();
+        assert!(BrokerConfig::resolve(Args::parse_from(["floe", "--config", p])).is_err());
+        let err = BrokerConfig::resolve(Args::parse_from(["floe", "--object-store", "ftp://x"])).unwrap_err();
+        assert!(err.to_string().contains("file:// or s3://"));
+    }
+}

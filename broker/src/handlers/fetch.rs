@@ -1,0 +1,147 @@
+//! Fetch: read each partition from its offset, and long-poll until min_bytes
+//! arrive or max_wait_ms passes. No fetch sessions (session id 0): clients
+//! then send full fetch requests, which Kafka allows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use floe_protocol::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use floe_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use floe_protocol::{RequestFrame, ResponseError};
+
+use super::{body, respond, Reply};
+use crate::broker::{storage_error_code, Broker};
+
+/// Longest wait honoured, whatever the client asks.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+struct Wanted {
+    stream: Option<u64>,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
+    let req = body!(frame, FetchRequest);
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_bytes = if frame.version() >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
+    let read_committed = req.isolation_level == 1;
+    let wanted: Vec<(TopicName, Vec<Wanted>)> = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let meta = broker.topic(&t.topic.0);
+            let parts = t
+                .partitions
+                .into_iter()
+                .map(|p| Wanted {
+                    stream: meta
+                        .as_ref()
+                        .and_then(|m| usize::try_from(p.partition).ok().and_then(|i| m.streams.get(i).copied())),
+                    partition: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                })
+                .collect();
+            (t.topic, parts)
+        })
+        .collect();
+
+    let with_log_start = frame.version() >= 5;
+    let mut arrivals = broker.store.data_arrivals();
+    loop {
+        arrivals.borrow_and_update();
+        let (responses, bytes, errors) = gather(broker, &wanted, max_bytes, read_committed, with_log_start).await;
+        let now = Instant::now();
+        if bytes >= min_bytes.max(1) || errors || now >= deadline || min_bytes == 0 {
+            let resp = FetchResponse::default().with_responses(responses);
+            return respond(frame, &resp);
+        }
+        // Wait for any append to become durable, then look again.
+        if tokio::time::timeout(deadline - now, arrivals.changed()).await.is_err() {
+            let (responses, _, _) = gather(broker, &wanted, max_bytes, read_committed, with_log_start).await;
+            return respond(frame, &FetchResponse::default().with_responses(responses));
+        }
+    }
+}
+
+async fn gather(
+    broker: &Broker,
+    wanted: &[(TopicName, Vec<Wanted>)],
+    max_bytes: usize,
+    read_committed: bool,
+    with_log_start: bool,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    // log_start_offset is on the wire from v5.
+    let log_start = |o: i64| if with_log_start { o } else { -1 };
+    let mut total = 0usize;
+    let mut errors = false;
+    let mut topics = Vec::with_capacity(wanted.len());
+    for (name, parts) in wanted {
+        let mut partitions = Vec::with_capacity(parts.len());
+        for w in parts {
+            let mut pd = PartitionData::default()
+                .with_partition_index(w.partition)
+                .with_aborted_transactions(read_committed.then(Vec::new));
+            let Some(stream) = w.stream else {
+                errors = true;
+                partitions.push(pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                continue;
+            };
+            // The response budget is spent, but the first batch always goes
+            // out whole (KIP-74), so an oversized batch cannot stall a consumer.
+            let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
+            if budget == 0 && total > 0 {
+                if let Ok(o) = broker.store.offsets(stream) {
+                    pd = pd
+                        .with_high_watermark(o.high_watermark)
+                        .with_last_stable_offset(o.high_watermark)
+                        .with_log_start_offset(log_start(o.start_offset));
+                }
+                partitions.push(pd.with_records(Some(Bytes::new())));
+                continue;
+            }
+            match broker.store.read(stream, w.offset, budget.max(1)).await {
+                Ok(read) => {
+                    let size: usize = read.batches.iter().map(Bytes::len).sum();
+                    total += size;
+                    let records = match read.batches.len() {
+                        0 => Bytes::new(),
+                        1 => read.batches[0].clone(),
+                        _ => {
+                            let mut buf = BytesMut::with_capacity(size);
+                            for b in &read.batches {
+                                buf.extend_from_slice(b);
+                            }
+                            buf.freeze()
+                        }
+                    };
+                    partitions.push(
+                        pd.with_high_watermark(read.high_watermark)
+                            .with_last_stable_offset(read.high_watermark)
+                            .with_log_start_offset(log_start(read.start_offset))
+                            .with_records(Some(records)),
+                    );
+                }
+                Err(error) => {
+                    errors = true;
+                    let code = storage_error_code(&error);
+                    if code != ResponseError::OffsetOutOfRange {
+                        tracing::warn!(stream, offset = w.offset, %error, "fetch read failed");
+                    }
+                    let offsets = broker.store.offsets(stream).ok();
+                    partitions.push(
+                        pd.with_error_code(code.code())
+                            .with_high_watermark(offsets.map_or(-1, |o| o.high_watermark))
+                            .with_log_start_offset(offsets.map_or(-1, |o| log_start(o.start_offset))),
+                    );
+                }
+            }
+        }
+        topics.push(FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(partitions));
+    }
+    (topics, total, errors)
+}

@@ -1,0 +1,157 @@
+//! Produce: validate each partition's record batch, append it to its stream
+//! (through the idempotence check when the batch carries a producer id), and
+//! answer once every append is fsynced (acks=1 and acks=all alike: the WAL
+//! is the only copy a broker makes before the object store).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use floe_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use floe_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use floe_protocol::kafka_protocol::protocol::StrBytes;
+use floe_protocol::{encode_response, RecordBatch, RequestFrame, ResponseError};
+use floe_storage::{AppendInput, Appended};
+
+use super::{body, Reply};
+use crate::broker::{storage_error_code, Broker};
+use crate::producer_state::SequenceCheck;
+
+enum Outcome {
+    Done { error: ResponseError, message: Option<String>, base_offset: i64, log_start: i64 },
+    Ok { base_offset: i64, log_start: i64 },
+    Pending { appended: Appended, log_start: i64 },
+}
+
+fn failed(error: ResponseError, message: impl Into<Option<String>>) -> Outcome {
+    Outcome::Done { error, message: message.into(), base_offset: -1, log_start: -1 }
+}
+
+pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
+    let req = body!(frame, ProduceRequest);
+    let acks = req.acks;
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    for topic in req.topic_data {
+        let name = topic.name.0.to_string();
+        let meta = broker.topic(&name);
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for p in topic.partition_data {
+            let outcome = if !matches!(acks, -1..=1) {
+                failed(ResponseError::InvalidRequiredAcks, format!("acks={acks} is not -1, 0 or 1"))
+            } else if req.transactional_id.is_some() {
+                failed(ResponseError::TransactionalIdAuthorizationFailed, "transactions are not supported".to_string())
+            } else {
+                match &meta {
+                    None => failed(ResponseError::UnknownTopicOrPartition, None),
+                    Some(meta) => match usize::try_from(p.index).ok().and_then(|i| meta.streams.get(i)) {
+                        Some(&stream) => append(broker, meta, stream, p.records),
+                        None => failed(ResponseError::UnknownTopicOrPartition, None),
+                    },
+                }
+            };
+            partitions.push((p.index, outcome));
+        }
+        topics.push((topic.name, partitions));
+    }
+
+    if acks == 0 {
+        // No response is sent; Kafka closes the connection on an error so the
+        // client notices (it cannot see an error code).
+        let failed = topics.iter().flat_map(|(_, ps)| ps).any(|(_, o)| matches!(o, Outcome::Done { .. }));
+        return if failed { Reply::Close("acks=0 produce failed".into()) } else { Reply::Nothing };
+    }
+    let (api_key, version, correlation_id) = (frame.api_key, frame.version(), frame.correlation_id());
+    // Fields that exist on the wire only from some version on.
+    let with_log_start = version >= 5;
+    let with_message = version >= 8;
+    Reply::Later(Box::pin(async move {
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, partitions) in topics {
+            let mut out = Vec::with_capacity(partitions.len());
+            for (index, outcome) in partitions {
+                let r = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
+                let r = match outcome {
+                    Outcome::Done { error, message, base_offset, log_start } => r
+                        .with_error_code(error.code())
+                        .with_error_message(message.map(StrBytes::from_string))
+                        .with_base_offset(base_offset)
+                        .with_log_start_offset(log_start),
+                    Outcome::Ok { base_offset, log_start } => {
+                        r.with_base_offset(base_offset).with_log_start_offset(log_start)
+                    }
+                    Outcome::Pending { appended, log_start } => match appended.durable().await {
+                        Ok(base_offset) => r.with_base_offset(base_offset).with_log_start_offset(log_start),
+                        Err(error) => r
+                            .with_error_code(storage_error_code(&error).code())
+                            .with_error_message(Some(StrBytes::from_string(error.to_string())))
+                            .with_base_offset(-1),
+                    },
+                };
+                let r = if with_log_start { r } else { r.with_log_start_offset(-1) };
+                out.push(if with_message { r } else { r.with_error_message(None) });
+            }
+            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(out));
+        }
+        let resp = ProduceResponse::default().with_responses(responses);
+        encode_response(api_key, version, correlation_id, &resp).unwrap_or_else(|error| {
+            // Every field is in range by construction; an empty frame makes
+            // the client time out and retry rather than read garbage.
+            tracing::error!(%error, "cannot encode produce response");
+            Bytes::new()
+        })
+    }))
+}
+
+fn append(broker: &Broker, topic: &floe_storage::TopicMeta, stream: u64, records: Option<Bytes>) -> Outcome {
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return failed(ResponseError::CorruptMessage, "no records".to_string());
+    };
+    let batches = match RecordBatch::split_all(records) {
+        Ok(b) => b,
+        Err(e) => return failed(ResponseError::CorruptMessage, e.to_string()),
+    };
+    let [batch] = &batches[..] else {
+        return failed(
+            ResponseError::InvalidRecord,
+            format!("a v3+ produce request carries exactly one batch per partition, not {}", batches.len()),
+        );
+    };
+    let max = broker.max_message_bytes(topic);
+    if batch.len() > max as usize {
+        return failed(
+            ResponseError::MessageTooLarge,
+            format!("batch of {} bytes exceeds max.message.bytes {max}", batch.len()),
+        );
+    }
+    if batch.is_control() || batch.is_transactional() {
+        return failed(ResponseError::InvalidRecord, "transactional and control batches are not supported".to_string());
+    }
+    let log_start = broker.store.offsets(stream).map(|o| o.start_offset).unwrap_or(0);
+    let input = AppendInput {
+        bytes: batch.bytes().clone(),
+        records: batch.record_count() as u32,
+        max_timestamp: batch.max_timestamp(),
+    };
+    if batch.producer_id() >= 0 && batch.base_sequence() >= 0 {
+        let mut appended = None;
+        let verdict = broker.producers.check_and_append(stream, batch, || {
+            let a = broker.store.append(stream, input)?;
+            let base = a.base_offset;
+            appended = Some(a);
+            Ok::<_, floe_storage::StorageError>(base)
+        });
+        return match (verdict, appended) {
+            (Ok(SequenceCheck::Append), Some(appended)) => Outcome::Pending { appended, log_start },
+            (Ok(SequenceCheck::Duplicate(base_offset)), _) => {
+                tracing::debug!(stream, base_offset, "duplicate idempotent batch acknowledged");
+                Outcome::Ok { base_offset, log_start }
+            }
+            (Ok(SequenceCheck::Reject(error)), _) => failed(error, None),
+            (Ok(SequenceCheck::Append), None) => failed(ResponseError::UnknownServerError, None),
+            (Err(e), _) => failed(storage_error_code(&e), e.to_string()),
+        };
+    }
+    match broker.store.append(stream, input) {
+        Ok(appended) => Outcome::Pending { appended, log_start },
+        Err(e) => failed(storage_error_code(&e), e.to_string()),
+    }
+}
