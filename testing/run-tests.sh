@@ -43,6 +43,11 @@ echo "S3: $AWS_ENDPOINT_URL bucket $FLOE_TEST_BUCKET (log: $FLOE_TEST_HOME/seawe
 export FLOE_TEST_HOME FLOE_WEED FLOE_PYTHON FLOE_KAFKA_CLIENTS_JAR FLOE_SLF4J_JAR FLOE_JAVA_CLASSES FLOE_KCAT
 export AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION FLOE_TEST_BUCKET
 
+section "cargo build --locked --bin floe (the end-to-end tests run this binary)"
+t0=$SECONDS
+timeout 30m cargo build --locked --bin floe
+echo "build took $((SECONDS - t0))s"
+
 section "cargo test --workspace --locked $* -- --test-threads=2"
 t0=$SECONDS
 set +e

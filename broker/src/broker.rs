@@ -47,7 +47,9 @@ impl Broker {
                 Ok(t)
             }
             // Created concurrently by another request: use it.
-            Err(StorageError::TopicExists(_)) => self.topic(name).ok_or(ResponseError::UnknownTopicOrPartition),
+            Err(StorageError::TopicExists(_)) => {
+                self.topic(name).ok_or(ResponseError::UnknownTopicOrPartition)
+            }
             Err(error) => {
                 tracing::warn!(topic = name, %error, "auto-creating topic failed");
                 Err(storage_error_code(&error))
@@ -68,7 +70,9 @@ impl Broker {
 /// The Kafka error a client should see for a storage failure.
 pub fn storage_error_code(error: &StorageError) -> ResponseError {
     match error {
-        StorageError::UnknownStream(_) | StorageError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        StorageError::UnknownStream(_) | StorageError::UnknownTopic(_) => {
+            ResponseError::UnknownTopicOrPartition
+        }
         StorageError::TopicExists(_) => ResponseError::TopicAlreadyExists,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::Fenced(_) => ResponseError::NotLeaderOrFollower,

@@ -14,7 +14,11 @@ use serde::Deserialize;
 pub const DEFAULT_MESSAGE_MAX_BYTES: i32 = 1_048_588;
 
 #[derive(Debug, Clone, Default, Parser, Deserialize)]
-#[command(name = "floe", version, about = "Floe: a Kafka-compatible broker whose durable home is object storage")]
+#[command(
+    name = "floe",
+    version,
+    about = "Floe: a Kafka-compatible broker whose durable home is object storage"
+)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Args {
     /// TOML file with any of these settings (keys as the long flag names).
@@ -92,10 +96,9 @@ impl BrokerConfig {
         }
         let listen: SocketAddr = pick!(listen, "127.0.0.1:9092".parse().expect("valid default"));
         let data_dir = pick!(data_dir, PathBuf::from("floe-data"));
-        let data_dir = std::path::absolute(&data_dir)
-            .with_context(|| format!("data dir {}", data_dir.display()))?;
-        let object_store =
-            pick!(object_store, format!("file://{}", data_dir.join("objects").display()));
+        let data_dir =
+            std::path::absolute(&data_dir).with_context(|| format!("data dir {}", data_dir.display()))?;
+        let object_store = pick!(object_store, format!("file://{}", data_dir.join("objects").display()));
         let advertise = pick!(advertise, listen.to_string());
         let (host, port) = advertise
             .rsplit_once(':')

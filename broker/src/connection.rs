@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use floe_protocol::frame::request_length;
+use floe_protocol::kafka_protocol::messages::ApiKey;
 use floe_protocol::{DecodeError, RequestFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
@@ -19,7 +20,12 @@ use crate::handlers::{self, Reply};
 /// Requests read ahead while earlier responses are pending.
 const PIPELINE_DEPTH: usize = 32;
 
-pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr, mut stop: broadcast::Receiver<()>) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    mut stop: broadcast::Receiver<()>,
+) {
     let (mut reader, writer) = socket.into_split();
     let (tx, rx) = mpsc::channel::<Reply>(PIPELINE_DEPTH);
     let write_task = tokio::spawn(write_replies(writer, rx, peer));
@@ -47,11 +53,11 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr, mut
         }
         let reply = match RequestFrame::parse(body.freeze()) {
             Ok(frame) => handlers::handle(&broker, frame).await,
-            Err(DecodeError::UnsupportedVersion { api_key, version, correlation_id })
-                if api_key == floe_protocol::kafka_protocol::messages::ApiKey::ApiVersions =>
-            {
-                handlers::api_versions::unsupported_version(version, correlation_id)
-            }
+            Err(DecodeError::UnsupportedVersion {
+                api_key: ApiKey::ApiVersions,
+                version,
+                correlation_id,
+            }) => handlers::api_versions::unsupported_version(version, correlation_id),
             Err(error) => Reply::Close(error.to_string()),
         };
         if let Reply::Close(reason) = &reply {
@@ -66,7 +72,11 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr, mut
     let _ = write_task.await;
 }
 
-async fn write_replies(writer: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>, peer: SocketAddr) {
+async fn write_replies(
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Reply>,
+    peer: SocketAddr,
+) {
     let mut writer = BufWriter::new(writer);
     while let Some(reply) = rx.recv().await {
         let bytes = match reply {

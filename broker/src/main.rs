@@ -20,12 +20,13 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("FLOE_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = BrokerConfig::resolve(Args::parse())?;
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(config))
 }
 
-async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let mut store_config = StoreConfig::new(config.data_dir.join("wal"));
     store_config.broker_id = config.broker_id;
     store_config.upload_interval = config.upload_interval;
@@ -37,8 +38,13 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // `--listen HOST:0` picks a free port; advertise the one we got.
+    let bound = listener.local_addr()?;
+    if config.advertise_port == 0 {
+        config.advertise_port = i32::from(bound.port());
+    }
     tracing::info!(
-        listen = %config.listen,
+        listen = %bound,
         advertise = %format!("{}:{}", config.advertise_host, config.advertise_port),
         object_store = %config.object_store,
         data_dir = %config.data_dir.display(),

@@ -105,13 +105,22 @@ fn check(entry: Option<&ProducerEntry>, batch: &RecordBatch) -> SequenceCheck {
     }
 }
 
-fn record(entries: &mut HashMap<(i64, StreamId), ProducerEntry>, stream: StreamId, batch: &RecordBatch, base_offset: i64) {
+fn record(
+    entries: &mut HashMap<(i64, StreamId), ProducerEntry>,
+    stream: StreamId,
+    batch: &RecordBatch,
+    base_offset: i64,
+) {
     let entry = entries.entry((batch.producer_id(), stream)).or_default();
     if batch.producer_epoch() != entry.epoch {
         entry.epoch = batch.producer_epoch();
         entry.batches.clear();
     }
-    entry.batches.push_back(SeqRange { first: batch.base_sequence(), last: batch.last_sequence(), base_offset });
+    entry.batches.push_back(SeqRange {
+        first: batch.base_sequence(),
+        last: batch.last_sequence(),
+        base_offset,
+    });
     while entry.batches.len() > TRACKED_BATCHES {
         entry.batches.pop_front();
     }

@@ -47,7 +47,12 @@ const NEVER: &str = "9223372036854775807";
 
 pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def("cleanup.policy", "delete", Kind::ListOf(&["delete", "compact"]), false),
-    def("compression.type", "producer", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]), false),
+    def(
+        "compression.type",
+        "producer",
+        Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+        false,
+    ),
     def("delete.retention.ms", "86400000", Kind::Long { min: 0 }, false),
     def("file.delete.delay.ms", "60000", Kind::Long { min: 0 }, false),
     def("flush.messages", NEVER, Kind::Long { min: 1 }, false),
@@ -133,7 +138,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         return Err(format!("topic name is {} characters long, the limit is 249", name.len()));
     }
     if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("topic name {name:?} contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are legal"));
+        return Err(format!(
+            "topic name {name:?} contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are legal"
+        ));
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Request decoding: the header first (api key, version, correlation id), then
 //! the typed body only for APIs and versions Floe advertises.
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, HeaderVersion, Message};
 
@@ -54,9 +54,8 @@ impl RequestFrame {
             return Err(DecodeError::UnsupportedVersion { api_key, version, correlation_id });
         }
         let header_version = api_key.request_header_version(version);
-        let header = RequestHeader::decode(&mut frame, header_version).map_err(|e| {
-            DecodeError::Malformed { api_key, version, reason: format!("header: {e}") }
-        })?;
+        let header = RequestHeader::decode(&mut frame, header_version)
+            .map_err(|e| DecodeError::Malformed { api_key, version, reason: format!("header: {e}") })?;
         Ok(Self { header, api_key, body: frame })
     }
 
@@ -69,7 +68,8 @@ impl RequestFrame {
     }
 
     /// Decodes the body as `T`, which must be the message of this frame's API.
-    /// Trailing bytes are an error, as in Kafka.
+    /// Trailing bytes are ignored, as Kafka ignores them (librdkafka sends a
+    /// few after a Metadata v12 request for all topics).
     pub fn body<T: Decodable + Message + HeaderVersion>(&self) -> Result<T, DecodeError> {
         let version = self.version();
         let mut buf = self.body.clone();
@@ -78,13 +78,6 @@ impl RequestFrame {
             version,
             reason: e.to_string(),
         })?;
-        if buf.has_remaining() {
-            return Err(DecodeError::Malformed {
-                api_key: self.api_key,
-                version,
-                reason: format!("{} trailing bytes", buf.remaining()),
-            });
-        }
         Ok(decoded)
     }
 }

@@ -24,8 +24,8 @@ pub fn encode_response<T: Encodable>(
     let fail = |e: kafka_protocol_error::Error| EncodeError { api_key, version, reason: e.to_string() };
     let header_version = api_key.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let size = header.compute_size(header_version).map_err(fail)?
-        + body.compute_size(version).map_err(fail)?;
+    let size =
+        header.compute_size(header_version).map_err(fail)? + body.compute_size(version).map_err(fail)?;
     let mut buf = BytesMut::with_capacity(size + 4);
     buf.put_i32(size as i32);
     header.encode(&mut buf, header_version).map_err(fail)?;

@@ -26,7 +26,7 @@ const fn api(key: ApiKey, min: i16, max: i16) -> ApiRange {
 pub const SUPPORTED_APIS: &[ApiRange] = &[
     api(ApiKey::Produce, 3, 11),
     api(ApiKey::Fetch, 4, 12),
-    api(ApiKey::ListOffsets, 1, 7),
+    api(ApiKey::ListOffsets, 1, 6),
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::ApiVersions, 0, 3),
     api(ApiKey::CreateTopics, 2, 7),

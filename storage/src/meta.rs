@@ -52,15 +52,39 @@ pub struct StreamMeta {
 pub enum MetaRecord {
     /// A broker (re)started: its epoch fences every earlier incarnation, and
     /// it takes over `streams` (all of them, for a single broker) at a new epoch.
-    BrokerRegistered { broker_id: i32, broker_epoch: u64, streams: Vec<StreamId> },
-    TopicCreated { topic: TopicMeta },
-    TopicDeleted { name: String },
-    PartitionsAdded { name: String, streams: Vec<StreamId> },
-    TopicConfigsSet { name: String, configs: BTreeMap<String, String> },
+    BrokerRegistered {
+        broker_id: i32,
+        broker_epoch: u64,
+        streams: Vec<StreamId>,
+    },
+    TopicCreated {
+        topic: TopicMeta,
+    },
+    TopicDeleted {
+        name: String,
+    },
+    PartitionsAdded {
+        name: String,
+        streams: Vec<StreamId>,
+    },
+    TopicConfigsSet {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
     /// An uploaded object's ranges become part of their streams.
-    ObjectCommitted { key: String, size: u64, broker_id: i32, broker_epoch: u64, ranges: Vec<ObjectRange> },
+    ObjectCommitted {
+        key: String,
+        size: u64,
+        broker_id: i32,
+        broker_epoch: u64,
+        ranges: Vec<ObjectRange>,
+    },
     /// A block of producer ids handed to a broker.
-    ProducerIdsAllocated { broker_id: i32, first: i64, count: i64 },
+    ProducerIdsAllocated {
+        broker_id: i32,
+        first: i64,
+        count: i64,
+    },
 }
 
 /// The state the log describes.
@@ -251,7 +275,12 @@ impl MetadataLog {
         next.seq = state.seq + 1;
         let body = serde_json::to_vec(&records).expect("records serialize");
         let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-        match self.bucket.store.put_opts(&self.bucket.key(&log_name(next.seq)), PutPayload::from(body), opts).await {
+        match self
+            .bucket
+            .store
+            .put_opts(&self.bucket.key(&log_name(next.seq)), PutPayload::from(body), opts)
+            .await
+        {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
                 return Err(StorageError::Fenced(format!(
@@ -312,10 +341,8 @@ fn snapshot_name(seq: u64) -> String {
 async fn list_seqs(bucket: &Bucket, dir: &str) -> Result<Vec<u64>> {
     let prefix = bucket.key(dir.trim_end_matches('/'));
     let metas: Vec<_> = bucket.store.list(Some(&prefix)).try_collect().await?;
-    let mut seqs: Vec<u64> = metas
-        .iter()
-        .filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok())
-        .collect();
+    let mut seqs: Vec<u64> =
+        metas.iter().filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok()).collect();
     seqs.sort_unstable();
     Ok(seqs)
 }

@@ -40,9 +40,8 @@ impl Bucket {
     /// `http://` endpoint is allowed (MinIO, SeaweedFS on a private network).
     pub fn open(url: &str, request_timeout: Duration) -> Result<Self> {
         if let Some(path) = url.strip_prefix("file://") {
-            std::fs::create_dir_all(path).map_err(|e| {
-                StorageError::Config(format!("cannot create object directory {path}: {e}"))
-            })?;
+            std::fs::create_dir_all(path)
+                .map_err(|e| StorageError::Config(format!("cannot create object directory {path}: {e}")))?;
             let fs = LocalFileSystem::new_with_prefix(path)
                 .map_err(|e| StorageError::Config(format!("object directory {path}: {e}")))?
                 .with_automatic_cleanup(true);
@@ -55,9 +54,10 @@ impl Bucket {
             }
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
-                .with_allow_http(true)
+                // Replaces every client option, so allow_http goes inside.
                 .with_client_options(
                     ClientOptions::new()
+                        .with_allow_http(true)
                         .with_timeout(request_timeout)
                         .with_connect_timeout(Duration::from_secs(5)),
                 )
@@ -74,13 +74,8 @@ impl Bucket {
                 builder = builder.with_region("us-east-1");
             }
             let store = builder.build().map_err(|e| StorageError::Config(format!("{url}: {e}")))?;
-            return Ok(Self {
-                store: Arc::new(store),
-                prefix: Path::from(prefix.trim_matches('/')),
-            });
+            return Ok(Self { store: Arc::new(store), prefix: Path::from(prefix.trim_matches('/')) });
         }
-        Err(StorageError::Config(format!(
-            "object store URL {url:?} must start with file:// or s3://"
-        )))
+        Err(StorageError::Config(format!("object store URL {url:?} must start with file:// or s3://")))
     }
 }

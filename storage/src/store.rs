@@ -88,11 +88,14 @@ pub(crate) struct Inner {
     producer_ids: Mutex<(i64, i64)>,
 }
 
+/// The uploader task and the switch that stops it.
+type UploaderHandle = (tokio::task::JoinHandle<()>, watch::Sender<bool>);
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct StreamStore {
     pub(crate) inner: Arc<Inner>,
-    uploader: Arc<Mutex<Option<(tokio::task::JoinHandle<()>, watch::Sender<bool>)>>>,
+    uploader: Arc<Mutex<Option<UploaderHandle>>>,
 }
 
 impl StreamStore {
@@ -174,6 +177,14 @@ impl StreamStore {
             upload_lock: tokio::sync::Mutex::new(()),
             producer_ids: Mutex::new((0, 0)),
         });
+        // What the WAL replayed goes to the object store before the broker
+        // serves anything: losing this disk right after a crash-restart then
+        // loses nothing that was acknowledged before the crash.
+        if pending > 0 {
+            if let Err(error) = crate::uploader::upload_once(&inner).await {
+                tracing::warn!(%error, "uploading the replayed WAL failed; the uploader retries");
+            }
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(crate::uploader::run(inner.clone(), stop_rx));
         Ok(Self { inner, uploader: Arc::new(Mutex::new(Some((task, stop_tx)))) })
@@ -204,10 +215,7 @@ impl StreamStore {
         let pending = inner.pending_bytes.load(Ordering::Acquire);
         if pending > inner.config.max_pending_upload_bytes {
             inner.upload_now.notify_one();
-            return Err(StorageError::Backpressure {
-                pending,
-                limit: inner.config.max_pending_upload_bytes,
-            });
+            return Err(StorageError::Backpressure { pending, limit: inner.config.max_pending_upload_bytes });
         }
         if input.records == 0 || input.bytes.len() < 8 {
             return Err(StorageError::Invalid("an append needs at least one record".into()));
@@ -384,10 +392,7 @@ impl StreamStore {
 
     /// Replaces a topic's stored configs.
     pub async fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<()> {
-        self.inner
-            .meta
-            .append(vec![MetaRecord::TopicConfigsSet { name: name.into(), configs }])
-            .await?;
+        self.inner.meta.append(vec![MetaRecord::TopicConfigsSet { name: name.into(), configs }]).await?;
         Ok(())
     }
 
@@ -455,7 +460,11 @@ impl StreamStore {
             .inner
             .meta
             .append_with(|s| {
-                Ok(vec![MetaRecord::ProducerIdsAllocated { broker_id, first: s.next_producer_id, count: BLOCK }])
+                Ok(vec![MetaRecord::ProducerIdsAllocated {
+                    broker_id,
+                    first: s.next_producer_id,
+                    count: BLOCK,
+                }])
             })
             .await?;
         let end = state.next_producer_id;
@@ -492,7 +501,9 @@ fn random_id() -> [u8; 16] {
     let mut out = [0u8; 16];
     for (i, chunk) in out.chunks_mut(8).enumerate() {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+        h.write_u128(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+        );
         h.write_usize(i);
         chunk.copy_from_slice(&h.finish().to_le_bytes());
     }

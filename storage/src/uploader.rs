@@ -106,7 +106,9 @@ pub(crate) async fn upload_once(inner: &Inner) -> Result<bool> {
             st.ranges.push((key.clone(), range.clone()));
         }
     }
-    inner.pending_bytes.fetch_sub(bytes_in_object.min(inner.pending_bytes.load(Ordering::Acquire)), Ordering::AcqRel);
+    inner
+        .pending_bytes
+        .fetch_sub(bytes_in_object.min(inner.pending_bytes.load(Ordering::Acquire)), Ordering::AcqRel);
     evict(inner, &streams);
     inner.wal.trim(cutoff);
     tracing::debug!(%key, size, streams = ranges.len(), put_ms, total_ms = started.elapsed().as_millis() as u64, "object committed");

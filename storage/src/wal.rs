@@ -104,7 +104,7 @@ impl Wal {
     /// Opens (or creates) the WAL in `dir`, returns every intact entry in LSN
     /// order, and starts the writer thread after the last intact entry.
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Wal, Vec<RecoveredRecord>)> {
-        if segment_bytes < 1 << 20 || segment_bytes % BLOCK as u64 != 0 {
+        if segment_bytes < 1 << 20 || !segment_bytes.is_multiple_of(BLOCK as u64) {
             return Err(StorageError::Config(format!(
                 "WAL segment size {segment_bytes} must be a multiple of 4096 and at least 1 MiB"
             )));

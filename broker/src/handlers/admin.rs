@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use floe_protocol::kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use floe_protocol::kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use floe_protocol::kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use floe_protocol::kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use floe_protocol::kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use floe_protocol::kafka_protocol::protocol::StrBytes;
 use floe_protocol::{RequestFrame, ResponseError};
@@ -35,7 +37,10 @@ pub async fn create_topics(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply 
         let name = t.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(t.name.clone());
         let fail = |code: ResponseError, m: String| {
-            CreatableTopicResult::default().with_name(t.name.clone()).with_error_code(code.code()).with_error_message(msg(m))
+            CreatableTopicResult::default()
+                .with_name(t.name.clone())
+                .with_error_code(code.code())
+                .with_error_message(msg(m))
         };
         if let Err(m) = validate_topic_name(&name) {
             results.push(fail(ResponseError::InvalidTopicException, m));
@@ -46,18 +51,27 @@ pub async fn create_topics(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply 
             (-1, n) => n as i32,
             (n, 0) if (1..=MAX_PARTITIONS).contains(&n) => n,
             (n, 0) => {
-                results.push(fail(ResponseError::InvalidPartitions, format!("number of partitions {n} must be between 1 and {MAX_PARTITIONS}")));
+                results.push(fail(
+                    ResponseError::InvalidPartitions,
+                    format!("number of partitions {n} must be between 1 and {MAX_PARTITIONS}"),
+                ));
                 continue;
             }
             (_, _) => {
-                results.push(fail(ResponseError::InvalidRequest, "both numPartitions and replica assignments were set".into()));
+                results.push(fail(
+                    ResponseError::InvalidRequest,
+                    "both numPartitions and replica assignments were set".into(),
+                ));
                 continue;
             }
         };
         // Floe keeps no replicas (durability is the object store's), so any
         // replication factor is accepted and served as 1.
         if t.replication_factor == 0 || t.replication_factor < -1 {
-            results.push(fail(ResponseError::InvalidReplicationFactor, format!("replication factor {} must be positive or -1", t.replication_factor)));
+            results.push(fail(
+                ResponseError::InvalidReplicationFactor,
+                format!("replication factor {} must be positive or -1", t.replication_factor),
+            ));
             continue;
         }
         let mut configs = BTreeMap::new();
@@ -147,17 +161,25 @@ pub async fn delete_topics(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply 
             .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
             .with_topic_id(id);
         let Some(topic) = topic else {
-            let code = if name.is_some() { ResponseError::UnknownTopicOrPartition } else { ResponseError::UnknownTopicId };
+            let code = if name.is_some() {
+                ResponseError::UnknownTopicOrPartition
+            } else {
+                ResponseError::UnknownTopicId
+            };
             responses.push(r.with_error_code(code.code()));
             continue;
         };
-        let r = r.with_name(Some(TopicName(StrBytes::from_string(topic.name.clone())))).with_topic_id(Uuid::from_bytes(topic.id));
+        let r = r
+            .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+            .with_topic_id(Uuid::from_bytes(topic.id));
         match broker.store.delete_topic(&topic.name).await {
             Ok(()) => {
                 tracing::info!(topic = topic.name, "deleted topic");
                 responses.push(r);
             }
-            Err(e) => responses.push(r.with_error_code(storage_error_code(&e).code()).with_error_message(msg(e.to_string()))),
+            Err(e) => responses.push(
+                r.with_error_code(storage_error_code(&e).code()).with_error_message(msg(e.to_string())),
+            ),
         }
     }
     for r in &mut responses {
@@ -183,7 +205,8 @@ pub async fn create_partitions(broker: &Arc<Broker>, frame: &RequestFrame) -> Re
         let have = topic.streams.len() as i32;
         if t.count <= have || t.count > MAX_PARTITIONS {
             let m = format!("Topic currently has {have} partitions, {} would not increase the number of partitions (limit {MAX_PARTITIONS})", t.count);
-            results.push(r.with_error_code(ResponseError::InvalidPartitions.code()).with_error_message(msg(m)));
+            results
+                .push(r.with_error_code(ResponseError::InvalidPartitions.code()).with_error_message(msg(m)));
             continue;
         }
         if req.validate_only {
@@ -195,7 +218,9 @@ pub async fn create_partitions(broker: &Arc<Broker>, frame: &RequestFrame) -> Re
                 tracing::info!(topic = topic.name, partitions = t.count, "added partitions");
                 results.push(r);
             }
-            Err(e) => results.push(r.with_error_code(storage_error_code(&e).code()).with_error_message(msg(e.to_string()))),
+            Err(e) => results.push(
+                r.with_error_code(storage_error_code(&e).code()).with_error_message(msg(e.to_string())),
+            ),
         }
     }
     respond(frame, &CreatePartitionsResponse::default().with_results(results))

@@ -9,7 +9,9 @@ use super::{body, respond, Reply};
 fn table() -> Vec<ApiVersion> {
     SUPPORTED_APIS
         .iter()
-        .map(|r| ApiVersion::default().with_api_key(r.key as i16).with_min_version(r.min).with_max_version(r.max))
+        .map(|r| {
+            ApiVersion::default().with_api_key(r.key as i16).with_min_version(r.min).with_max_version(r.max)
+        })
         .collect()
 }
 

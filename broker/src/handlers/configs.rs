@@ -99,12 +99,16 @@ pub fn describe_configs(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                     results.push(
                         result
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                            .with_error_message(Some(StrBytes::from_string(format!("Topic {name} does not exist")))),
+                            .with_error_message(Some(StrBytes::from_string(format!(
+                                "Topic {name} does not exist"
+                            )))),
                     );
                     continue;
                 }
             },
-            BROKER if name.is_empty() || name == broker.config.broker_id.to_string() => broker_entries(broker),
+            BROKER if name.is_empty() || name == broker.config.broker_id.to_string() => {
+                broker_entries(broker)
+            }
             BROKER => {
                 let m = format!("broker {name} is not this broker ({})", broker.config.broker_id);
                 results.push(
@@ -124,7 +128,8 @@ pub fn describe_configs(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                 continue;
             }
         };
-        let keys: Option<Vec<String>> = res.configuration_keys.map(|k| k.iter().map(|s| s.to_string()).collect());
+        let keys: Option<Vec<String>> =
+            res.configuration_keys.map(|k| k.iter().map(|s| s.to_string()).collect());
         let configs = entries
             .into_iter()
             .filter(|e| keys.as_ref().is_none_or(|k| k.iter().any(|k| k == e.name)))

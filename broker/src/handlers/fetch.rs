@@ -38,9 +38,9 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                 .partitions
                 .into_iter()
                 .map(|p| Wanted {
-                    stream: meta
-                        .as_ref()
-                        .and_then(|m| usize::try_from(p.partition).ok().and_then(|i| m.streams.get(i).copied())),
+                    stream: meta.as_ref().and_then(|m| {
+                        usize::try_from(p.partition).ok().and_then(|i| m.streams.get(i).copied())
+                    }),
                     partition: p.partition,
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
@@ -54,7 +54,8 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
     let mut arrivals = broker.store.data_arrivals();
     loop {
         arrivals.borrow_and_update();
-        let (responses, bytes, errors) = gather(broker, &wanted, max_bytes, read_committed, with_log_start).await;
+        let (responses, bytes, errors) =
+            gather(broker, &wanted, max_bytes, read_committed, with_log_start).await;
         let now = Instant::now();
         if bytes >= min_bytes.max(1) || errors || now >= deadline || min_bytes == 0 {
             let resp = FetchResponse::default().with_responses(responses);

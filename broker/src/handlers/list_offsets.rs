@@ -23,9 +23,9 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            let stream = meta
-                .as_ref()
-                .and_then(|m| usize::try_from(p.partition_index).ok().and_then(|i| m.streams.get(i).copied()));
+            let stream = meta.as_ref().and_then(|m| {
+                usize::try_from(p.partition_index).ok().and_then(|i| m.streams.get(i).copied())
+            });
             let Some(stream) = stream else {
                 partitions.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
@@ -41,7 +41,8 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                 EARLIEST => broker.store.offsets(stream).map(|o| Some((o.start_offset, -1))),
                 ts if ts >= 0 => offset_for_time(broker, stream, ts).await,
                 other => {
-                    partitions.push(r.with_error_code(ResponseError::InvalidRequest.code()).with_timestamp(other));
+                    partitions
+                        .push(r.with_error_code(ResponseError::InvalidRequest.code()).with_timestamp(other));
                     continue;
                 }
             };

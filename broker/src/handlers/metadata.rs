@@ -71,7 +71,8 @@ fn describe(broker: &Broker, topic: &TopicMeta, me: BrokerId, version: i16) -> M
         .enumerate()
         .map(|(i, stream)| {
             // Leader epochs are on the wire from v7.
-            let epoch = if version >= 7 { meta.streams.get(stream).map_or(0, |s| s.epoch as i32) } else { -1 };
+            let epoch =
+                if version >= 7 { meta.streams.get(stream).map_or(0, |s| s.epoch as i32) } else { -1 };
             MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
                 .with_leader_id(me)

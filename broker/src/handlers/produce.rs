@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use floe_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use floe_protocol::kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, TopicProduceResponse,
+};
 use floe_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use floe_protocol::kafka_protocol::protocol::StrBytes;
 use floe_protocol::{encode_response, RecordBatch, RequestFrame, ResponseError};
@@ -38,7 +40,10 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
             let outcome = if !matches!(acks, -1..=1) {
                 failed(ResponseError::InvalidRequiredAcks, format!("acks={acks} is not -1, 0 or 1"))
             } else if req.transactional_id.is_some() {
-                failed(ResponseError::TransactionalIdAuthorizationFailed, "transactions are not supported".to_string())
+                failed(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    "transactions are not supported".to_string(),
+                )
             } else {
                 match &meta {
                     None => failed(ResponseError::UnknownTopicOrPartition, None),
@@ -123,7 +128,10 @@ fn append(broker: &Broker, topic: &floe_storage::TopicMeta, stream: u64, records
         );
     }
     if batch.is_control() || batch.is_transactional() {
-        return failed(ResponseError::InvalidRecord, "transactional and control batches are not supported".to_string());
+        return failed(
+            ResponseError::InvalidRecord,
+            "transactional and control batches are not supported".to_string(),
+        );
     }
     let log_start = broker.store.offsets(stream).map(|o| o.start_offset).unwrap_or(0);
     let input = AppendInput {

@@ -13,7 +13,10 @@ pub async fn init_producer_id(broker: &Arc<Broker>, frame: &RequestFrame) -> Rep
     let resp = InitProducerIdResponse::default();
     if req.transactional_id.is_some() {
         tracing::info!("InitProducerId with a transactional id: transactions are not supported yet");
-        return respond(frame, &resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()));
+        return respond(
+            frame,
+            &resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()),
+        );
     }
     // KIP-360: an idempotent producer that lost track of its sequences asks
     // to keep its id with a bumped epoch.
@@ -21,7 +24,10 @@ pub async fn init_producer_id(broker: &Arc<Broker>, frame: &RequestFrame) -> Rep
         if req.producer_epoch == i16::MAX {
             // Epoch exhausted: hand out a fresh id instead.
         } else {
-            return respond(frame, &resp.with_producer_id(req.producer_id).with_producer_epoch(req.producer_epoch + 1));
+            return respond(
+                frame,
+                &resp.with_producer_id(req.producer_id).with_producer_epoch(req.producer_epoch + 1),
+            );
         }
     }
     match broker.store.allocate_producer_id().await {

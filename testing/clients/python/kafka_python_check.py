@@ -8,7 +8,8 @@ Creates the topic (KafkaAdminClient, P partitions, RF 1; TOPIC_ALREADY_EXISTS is
 DescribeConfigs has retention.ms, produces N records with acks=all (kafka-python's default
 idempotent producer) waiting on every future, then reads them back with a group-less consumer
 (assign + seek_to_beginning) and checks every acked (partition, offset) returns the same key and
-value, with no duplicates and strictly increasing offsets per partition.
+value, with no duplicates and strictly increasing offsets per partition. Records of an existing
+topic below this run's first acked offset of their partition are counted, not compared.
 
 Prints one JSON summary line on stdout. Exit 0 on success, 1 on failure (reason on stderr and in
 the JSON), 0 with "skipped" when the requested codec's Python library is missing.
@@ -199,7 +200,13 @@ def consume_and_verify(args, produced):
     )
     seen = set()
     last_offset = {}
-    consumed = 0
+    consumed = 0  # records of this run
+    preexisting = 0  # records below this run's first acked offset of their partition
+    # A topic that already existed may hold older records: those below the first offset acked
+    # in this run are counted, not compared.
+    first_acked = {}
+    for p, o in produced:
+        first_acked[p] = min(o, first_acked.get(p, o))
     t0 = time.monotonic()
     deadline = t0 + CONSUME_DEADLINE_S
     try:
@@ -237,6 +244,9 @@ def consume_and_verify(args, produced):
                             f"offsets not increasing on partition {r.partition}: {last} then {r.offset}"
                         )
                     last_offset[r.partition] = r.offset
+                    if r.offset < first_acked.get(r.partition, float("inf")):
+                        preexisting += 1
+                        continue
                     i = produced.get(where)
                     if i is None:
                         raise CheckFailed(f"consumed a record that was never acked: {where} key={r.key!r}")
@@ -258,6 +268,8 @@ def consume_and_verify(args, produced):
         raise CheckFailed(f"{len(missing)} acked records were not consumed, first {missing[:5]}")
     elapsed = time.monotonic() - t0
     summary["consumed"] = consumed
+    if preexisting:
+        summary["preexisting_records"] = preexisting
     summary["consume_ms"] = int(elapsed * 1000)
     log(f"consumed and verified {consumed} records in {elapsed:.2f}s")
 

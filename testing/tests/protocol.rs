@@ -1,0 +1,295 @@
+//! The wire protocol from a raw socket: every advertised API version answers,
+//! and bad input gets an error code or a closed connection, never a dead broker.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use floe_protocol::batch::build_batch;
+use floe_testing::TestBroker;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Sends one request and returns the response body (after the header), or
+/// None if the broker closed the connection.
+fn call<Req: Encodable + HeaderVersion, Resp: Decodable + HeaderVersion>(
+    s: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    body: &Req,
+) -> Option<Resp> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(42)
+        .with_client_id(Some(StrBytes::from_static_str("raw-test")));
+    let mut buf = BytesMut::new();
+    header.encode(&mut buf, Req::header_version(version)).unwrap();
+    body.encode(&mut buf, version).unwrap();
+    let mut frame = BytesMut::new();
+    frame.put_i32(buf.len() as i32);
+    frame.extend_from_slice(&buf);
+    s.write_all(&frame).ok()?;
+    let mut resp = read_frame(s)?;
+    let h = ResponseHeader::decode(&mut resp, Resp::header_version(version)).unwrap();
+    assert_eq!(h.correlation_id, 42);
+    let out = Resp::decode(&mut resp, version).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+    assert!(!resp.has_remaining(), "{key:?} v{version}: trailing bytes");
+    Some(out)
+}
+
+fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(Bytes::from(body))
+}
+
+fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+fn topic(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.into()))
+}
+
+#[test]
+fn every_advertised_version_of_every_api_answers() {
+    let t = TestBroker::start("versions", &[]).unwrap();
+    let addr = t.broker.bootstrap();
+    let mut s = connect(&addr);
+    let table: ApiVersionsResponse = call(
+        &mut s,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("raw"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+    )
+    .unwrap();
+    assert_eq!(table.error_code, 0);
+    assert!(
+        table.supported_features.is_empty() && table.finalized_features.is_empty(),
+        "kcat needs <= 1 tagged field"
+    );
+    for v in 0..=3 {
+        let r: ApiVersionsResponse =
+            call(&mut s, ApiKey::ApiVersions, v, &ApiVersionsRequest::default()).unwrap();
+        assert_eq!(r.api_keys.len(), table.api_keys.len());
+    }
+    let range = |k: ApiKey| {
+        let a = table
+            .api_keys
+            .iter()
+            .find(|a| a.api_key == k as i16)
+            .unwrap_or_else(|| panic!("{k:?} advertised"));
+        a.min_version..=a.max_version
+    };
+
+    for v in range(ApiKey::CreateTopics) {
+        let req =
+            CreateTopicsRequest::default().with_topics(vec![create_topics_request::CreatableTopic::default(
+            )
+            .with_name(topic(&format!("v{v}")))
+            .with_num_partitions(2)
+            .with_replication_factor(1)]);
+        let r: CreateTopicsResponse = call(&mut s, ApiKey::CreateTopics, v, &req).unwrap();
+        assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}");
+    }
+    for v in range(ApiKey::Metadata) {
+        let topics = if v == 0 { Some(vec![]) } else { None };
+        let r: MetadataResponse =
+            call(&mut s, ApiKey::Metadata, v, &MetadataRequest::default().with_topics(topics)).unwrap();
+        assert!(r.topics.len() >= 5, "Metadata v{v} lists all topics");
+        assert_eq!(r.brokers[0].port as u16, t.broker.addr.port());
+    }
+    let batch = build_batch(0, 1_700_000_000_000, &[b"one", b"two"]);
+    for v in range(ApiKey::Produce) {
+        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
+            produce_request::TopicProduceData::default().with_name(topic("v2")).with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(1)
+                    .with_records(Some(batch.clone())),
+            ]),
+        ]);
+        let r: ProduceResponse = call(&mut s, ApiKey::Produce, v, &req).unwrap();
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 0, "Produce v{v}");
+        assert_eq!(p.base_offset, 2 * i64::from(v - 3), "Produce v{v}");
+    }
+    let produced = 2 * (range(ApiKey::Produce).count() as i64);
+    for v in range(ApiKey::Fetch) {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(100)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_request::FetchTopic::default().with_topic(topic("v2")).with_partitions(
+                vec![fetch_request::FetchPartition::default()
+                    .with_partition(1)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)],
+            )]);
+        let r: FetchResponse = call(&mut s, ApiKey::Fetch, v, &req).unwrap();
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "Fetch v{v}");
+        assert_eq!(p.high_watermark, produced, "Fetch v{v}");
+        assert!(p.records.as_ref().is_some_and(|b| b.len() >= batch.len()), "Fetch v{v} returns data");
+    }
+    for v in range(ApiKey::ListOffsets) {
+        let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+            list_offsets_request::ListOffsetsTopic::default().with_name(topic("v2")).with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(1)
+                    .with_timestamp(-1),
+            ]),
+        ]);
+        let r: ListOffsetsResponse = call(&mut s, ApiKey::ListOffsets, v, &req).unwrap();
+        assert_eq!(r.topics[0].partitions[0].offset, produced, "ListOffsets v{v}");
+    }
+    for v in range(ApiKey::DescribeConfigs) {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("v2"))
+                .with_configuration_keys(None),
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_static_str("0"))
+                .with_configuration_keys(None),
+        ]);
+        let r: DescribeConfigsResponse = call(&mut s, ApiKey::DescribeConfigs, v, &req).unwrap();
+        assert!(r.results.iter().all(|x| x.error_code == 0 && !x.configs.is_empty()), "DescribeConfigs v{v}");
+    }
+    for v in range(ApiKey::CreatePartitions) {
+        let req = CreatePartitionsRequest::default().with_topics(vec![
+            create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(topic("v3"))
+                .with_count(3 + i32::from(v))
+                .with_assignments(None),
+        ]);
+        let r: CreatePartitionsResponse = call(&mut s, ApiKey::CreatePartitions, v, &req).unwrap();
+        assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}");
+    }
+    for v in range(ApiKey::InitProducerId) {
+        let req = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let r: InitProducerIdResponse = call(&mut s, ApiKey::InitProducerId, v, &req).unwrap();
+        assert_eq!(r.error_code, 0, "InitProducerId v{v}");
+        assert!(r.producer_id.0 >= 0);
+    }
+    for v in range(ApiKey::DeleteTopics) {
+        let name = format!("v{}", 1 + v);
+        let req = if v >= 6 {
+            DeleteTopicsRequest::default().with_topics(vec![
+                delete_topics_request::DeleteTopicState::default().with_name(Some(topic(&name))),
+            ])
+        } else {
+            DeleteTopicsRequest::default().with_topic_names(vec![topic(&name)])
+        };
+        let r: DeleteTopicsResponse = call(&mut s, ApiKey::DeleteTopics, v, &req).unwrap();
+        assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v} of {name}");
+    }
+}
+
+#[test]
+fn bad_input_gets_error_codes_or_a_closed_connection() {
+    let t = TestBroker::start("bad-input", &["--message-max-bytes", "2000"]).unwrap();
+    let addr = t.broker.bootstrap();
+
+    // ApiVersions above our range: UNSUPPORTED_VERSION and the table, in v0.
+    let mut s = connect(&addr);
+    s.write_all(&[0, 0, 0, 12, 0, 18, 0, 9, 0, 0, 0, 7, 0, 0, 0, 0]).unwrap();
+    let mut resp = read_frame(&mut s).expect("an answer, not a close");
+    assert_eq!(resp.get_i32(), 7);
+    let r = ApiVersionsResponse::decode(&mut resp, 0).unwrap();
+    assert_eq!(r.error_code, 35);
+    assert!(!r.api_keys.is_empty());
+
+    // Unknown API key, an API we do not serve, a version out of range,
+    // negative and oversized lengths, garbage bodies, a huge array count: closed.
+    let cases: Vec<Vec<u8>> = vec![
+        vec![0, 0, 0, 10, 3, 231, 0, 0, 0, 0, 0, 1, 0, 0],
+        vec![0, 0, 0, 10, 0, 11, 0, 5, 0, 0, 0, 1, 0, 0],
+        vec![0, 0, 0, 10, 0, 0, 0, 99, 0, 0, 0, 1, 0, 0],
+        vec![0xFF, 0xFF, 0xFF, 0xFF],
+        vec![0x7F, 0, 0, 0],
+        vec![0, 0, 0, 12, 0, 3, 0, 1, 0, 0, 0, 1, 0xFF, 0xFF, 0xAB, 0xCD],
+        // Metadata v1 claiming 2^31-1 topics in a 14-byte body.
+        vec![0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF],
+    ];
+    for case in cases {
+        let mut s = connect(&addr);
+        s.write_all(&case).unwrap();
+        assert!(closed(&mut s), "{case:?} closes the connection");
+    }
+
+    // Produce errors come back as codes.
+    let mut s = connect(&addr);
+    let good = build_batch(0, 0, &[b"x"]);
+    let mut bad_crc = BytesMut::from(&good[..]);
+    let n = bad_crc.len();
+    bad_crc[n - 2] ^= 0xFF;
+    let mut two = BytesMut::from(&good[..]);
+    two.extend_from_slice(&good);
+    let big = build_batch(0, 0, &[&[7u8; 3000]]);
+    let cases: Vec<(&str, i32, i16, Bytes, i16)> = vec![
+        ("bad crc", 0, -1, bad_crc.freeze(), 2),
+        ("two batches", 0, -1, two.freeze(), 87),
+        ("too large", 0, -1, big, 10),
+        ("acks 5", 0, 5, good.clone(), 21),
+        ("no partition 9", 9, -1, good.clone(), 3),
+        ("truncated", 0, -1, good.slice(..40), 2),
+    ];
+    for (what, partition, acks, records, code) in cases {
+        let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
+            produce_request::TopicProduceData::default().with_name(topic("bad")).with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records)),
+            ]),
+        ]);
+        // The topic exists after the first Metadata-less produce? No: create it first.
+        let _: Option<MetadataResponse> = call(
+            &mut s,
+            ApiKey::Metadata,
+            4,
+            &MetadataRequest::default()
+                .with_topics(Some(vec![
+                    metadata_request::MetadataRequestTopic::default().with_name(Some(topic("bad")))
+                ]))
+                .with_allow_auto_topic_creation(true),
+        );
+        let r: ProduceResponse = call(&mut s, ApiKey::Produce, 8, &req).expect(what);
+        assert_eq!(r.responses[0].partition_responses[0].error_code, code, "{what}");
+    }
+    // Fetch past the end: OFFSET_OUT_OF_RANGE; unknown topic: UNKNOWN_TOPIC_OR_PARTITION.
+    for (name, offset, code) in [("bad", 100, 1), ("nope", 0, 3)] {
+        let req = FetchRequest::default().with_max_wait_ms(10).with_max_bytes(1 << 20).with_topics(vec![
+            fetch_request::FetchTopic::default().with_topic(topic(name)).with_partitions(vec![
+                fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20),
+            ]),
+        ]);
+        let r: FetchResponse = call(&mut s, ApiKey::Fetch, 11, &req).unwrap();
+        assert_eq!(r.responses[0].partitions[0].error_code, code, "fetch {name}@{offset}");
+    }
+    // Still alive and serving.
+    let mut s = connect(&addr);
+    let r: MetadataResponse =
+        call(&mut s, ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None)).unwrap();
+    assert!(r.topics.iter().any(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("bad")));
+}
