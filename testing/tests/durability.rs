@@ -79,6 +79,21 @@ async fn sigkill_during_produce_loses_no_acknowledged_record() {
         &problems[..problems.len().min(5)],
         broker.log_tail()
     );
+
+    // The restarted broker uploaded what it replayed before serving, so a
+    // second SIGKILL followed by the loss of the disk loses nothing either.
+    broker.kill();
+    std::fs::remove_dir_all(&data).unwrap();
+    broker.restart().unwrap();
+    let read = consume_all(&broker.bootstrap(), "crash", 3, acked.len(), Duration::from_secs(60)).unwrap();
+    let problems = missing_or_changed(&acked, &read);
+    assert!(
+        problems.is_empty(),
+        "after disk loss: {} of {} acked records missing: {:?}",
+        problems.len(),
+        acked.len(),
+        &problems[..problems.len().min(5)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

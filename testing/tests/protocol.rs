@@ -293,3 +293,78 @@ fn bad_input_gets_error_codes_or_a_closed_connection() {
         call(&mut s, ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None)).unwrap();
     assert!(r.topics.iter().any(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("bad")));
 }
+
+fn produce_one(s: &mut TcpStream, name: &str, records: Bytes) -> produce_response::PartitionProduceResponse {
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
+        produce_request::TopicProduceData::default().with_name(topic(name)).with_partition_data(vec![
+            produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records)),
+        ]),
+    ]);
+    let r: ProduceResponse = call(s, ApiKey::Produce, 9, &req).unwrap();
+    r.responses[0].partition_responses[0].clone()
+}
+
+#[test]
+fn idempotent_retries_are_written_once_and_gaps_are_refused() {
+    use floe_protocol::batch::build_idempotent_batch;
+    let t = TestBroker::start("idempotence", &[]).unwrap();
+    let mut s = connect(&t.broker.bootstrap());
+    let init: InitProducerIdResponse = call(
+        &mut s,
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    )
+    .unwrap();
+    let pid = init.producer_id.0;
+    let first = build_idempotent_batch(0, 0, pid, 0, 0, &[b"a", b"b"]);
+    let second = build_idempotent_batch(0, 0, pid, 0, 2, &[b"c"]);
+    let _: Option<MetadataResponse> = call(
+        &mut s,
+        ApiKey::Metadata,
+        9,
+        &MetadataRequest::default()
+            .with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(topic("idem")))
+            ]))
+            .with_allow_auto_topic_creation(true),
+    );
+    assert_eq!(produce_one(&mut s, "idem", first.clone()).base_offset, 0);
+    assert_eq!(produce_one(&mut s, "idem", second.clone()).base_offset, 2);
+    // A retry of either batch is acknowledged with its first offset, not written again.
+    let retry = produce_one(&mut s, "idem", first);
+    assert_eq!((retry.error_code, retry.base_offset), (0, 0));
+    let retry = produce_one(&mut s, "idem", second);
+    assert_eq!((retry.error_code, retry.base_offset), (0, 2));
+    // A gap in sequences: OUT_OF_ORDER_SEQUENCE_NUMBER.
+    let gap = produce_one(&mut s, "idem", build_idempotent_batch(0, 0, pid, 0, 7, &[b"x"]));
+    assert_eq!(gap.error_code, 45);
+    let next = produce_one(&mut s, "idem", build_idempotent_batch(0, 0, pid, 0, 3, &[b"d"]));
+    assert_eq!((next.error_code, next.base_offset), (0, 3));
+    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default().with_name(topic("idem")).with_partitions(vec![
+            list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1),
+        ]),
+    ]);
+    let r: ListOffsetsResponse = call(&mut s, ApiKey::ListOffsets, 5, &req).unwrap();
+    assert_eq!(r.topics[0].partitions[0].offset, 4, "four records, duplicates not stored");
+}
+
+#[test]
+fn auto_creation_can_be_turned_off() {
+    let t = TestBroker::start("no-auto-create", &["--auto-create-topics", "false"]).unwrap();
+    let mut s = connect(&t.broker.bootstrap());
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default().with_name(Some(topic("ghost")))
+        ]))
+        .with_allow_auto_topic_creation(true);
+    let r: MetadataResponse = call(&mut s, ApiKey::Metadata, 9, &req).unwrap();
+    assert_eq!(r.topics[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    let r: MetadataResponse =
+        call(&mut s, ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None)).unwrap();
+    assert!(r.topics.is_empty());
+}
