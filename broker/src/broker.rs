@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use floe_protocol::ResponseError;
 use floe_storage::{StorageError, StreamStore, TopicMeta};
 
+use std::sync::Arc;
+
 use crate::config::BrokerConfig;
+use crate::group::{GroupCoordinator, OffsetStore, OFFSETS_TOPIC};
 use crate::producer_state::ProducerStates;
 use crate::topic_config;
 
@@ -14,16 +17,26 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub store: StreamStore,
     pub producers: ProducerStates,
+    pub groups: Arc<GroupCoordinator>,
+    pub offsets: OffsetStore,
     pub cluster_id: String,
 }
 
 impl Broker {
-    pub fn new(config: BrokerConfig, store: StreamStore) -> Self {
+    /// Rebuilds idempotence state and committed offsets from the store.
+    pub async fn open(config: BrokerConfig, store: StreamStore) -> Result<Self, StorageError> {
         let producers = ProducerStates::default();
         producers.recover(&store);
+        let offsets = OffsetStore::load(&store).await?;
+        let groups = GroupCoordinator::start(config.group_initial_rebalance_delay);
         // One cluster per bucket: a stable id derived from the object store URL.
         let cluster_id = format!("floe-{:016x}", fnv1a(config.object_store.as_bytes()));
-        Self { config, store, producers, cluster_id }
+        Ok(Self { config, store, producers, groups, offsets, cluster_id })
+    }
+
+    /// Topics clients may not write, create, grow or delete.
+    pub fn is_internal(name: &str) -> bool {
+        name == OFFSETS_TOPIC
     }
 
     /// The topic named `name`, if it exists.

@@ -62,6 +62,10 @@ pub struct Args {
     /// Most client connections served at once [default: 10000].
     #[arg(long, env = "FLOE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// How long the first rebalance of an empty group waits for more members,
+    /// as Kafka's group.initial.rebalance.delay.ms [default: 3000].
+    #[arg(long, env = "FLOE_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
 }
 
 /// Resolved settings.
@@ -80,6 +84,7 @@ pub struct BrokerConfig {
     pub upload_interval: Duration,
     pub upload_bytes: u64,
     pub max_connections: usize,
+    pub group_initial_rebalance_delay: Duration,
 }
 
 impl BrokerConfig {
@@ -119,6 +124,10 @@ impl BrokerConfig {
             upload_interval: Duration::from_millis(pick!(upload_interval_ms, 500)),
             upload_bytes: pick!(upload_bytes, 16 << 20),
             max_connections: pick!(max_connections, 10_000),
+            group_initial_rebalance_delay: Duration::from_millis(pick!(
+                group_initial_rebalance_delay_ms,
+                3000
+            )),
         };
         config.validate()?;
         Ok(config)

@@ -52,7 +52,7 @@ pub async fn serve(
             break;
         }
         let reply = match RequestFrame::parse(body.freeze()) {
-            Ok(frame) => handlers::handle(&broker, frame).await,
+            Ok(frame) => handlers::handle(&broker, frame, peer).await,
             Err(DecodeError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
                 version,

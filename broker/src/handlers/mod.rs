@@ -6,11 +6,14 @@ pub mod admin;
 pub mod api_versions;
 pub mod configs;
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 pub mod producer_id;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -54,7 +57,7 @@ macro_rules! body {
 }
 pub(crate) use body;
 
-pub async fn handle(broker: &Arc<Broker>, frame: RequestFrame) -> Reply {
+pub async fn handle(broker: &Arc<Broker>, frame: RequestFrame, peer: SocketAddr) -> Reply {
     match frame.api_key {
         ApiKey::ApiVersions => api_versions::handle(&frame),
         ApiKey::Metadata => metadata::handle(broker, &frame).await,
@@ -66,6 +69,17 @@ pub async fn handle(broker: &Arc<Broker>, frame: RequestFrame) -> Reply {
         ApiKey::CreatePartitions => admin::create_partitions(broker, &frame).await,
         ApiKey::DescribeConfigs => configs::describe_configs(broker, &frame),
         ApiKey::InitProducerId => producer_id::init_producer_id(broker, &frame).await,
+        ApiKey::FindCoordinator => groups::find_coordinator(broker, &frame),
+        ApiKey::JoinGroup => groups::join_group(broker, &frame, peer).await,
+        ApiKey::SyncGroup => groups::sync_group(broker, &frame).await,
+        ApiKey::Heartbeat => groups::heartbeat(broker, &frame),
+        ApiKey::LeaveGroup => groups::leave_group(broker, &frame),
+        ApiKey::ListGroups => groups::list_groups(broker, &frame),
+        ApiKey::DescribeGroups => groups::describe_groups(broker, &frame),
+        ApiKey::DeleteGroups => groups::delete_groups(broker, &frame).await,
+        ApiKey::OffsetCommit => offsets::offset_commit(broker, &frame).await,
+        ApiKey::OffsetFetch => offsets::offset_fetch(broker, &frame),
+        ApiKey::OffsetDelete => offsets::offset_delete(broker, &frame).await,
         // `RequestFrame::parse` lets through only the APIs in the table above.
         other => Reply::Close(format!("{other:?} is not served")),
     }
