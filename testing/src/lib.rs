@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 
 pub mod group;
 pub mod kafka;
+pub mod raw;
 
 /// Where a test's objects go: a prefix of the shared test bucket, or a directory.
 #[derive(Debug, Clone)]

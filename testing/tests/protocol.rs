@@ -1,66 +1,16 @@
 //! The wire protocol from a raw socket: every advertised API version answers,
 //! and bad input gets an error code or a closed connection, never a dead broker.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use floe_protocol::batch::build_batch;
+use floe_testing::raw::{call, closed, connect, read_frame, topic};
 use floe_testing::TestBroker;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-
-fn connect(addr: &str) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
-/// Sends one request and returns the response body (after the header), or
-/// None if the broker closed the connection.
-fn call<Req: Encodable + HeaderVersion, Resp: Decodable + HeaderVersion>(
-    s: &mut TcpStream,
-    key: ApiKey,
-    version: i16,
-    body: &Req,
-) -> Option<Resp> {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(42)
-        .with_client_id(Some(StrBytes::from_static_str("raw-test")));
-    let mut buf = BytesMut::new();
-    header.encode(&mut buf, Req::header_version(version)).unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let mut frame = BytesMut::new();
-    frame.put_i32(buf.len() as i32);
-    frame.extend_from_slice(&buf);
-    s.write_all(&frame).ok()?;
-    let mut resp = read_frame(s)?;
-    let h = ResponseHeader::decode(&mut resp, Resp::header_version(version)).unwrap();
-    assert_eq!(h.correlation_id, 42);
-    let out = Resp::decode(&mut resp, version).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
-    assert!(!resp.has_remaining(), "{key:?} v{version}: trailing bytes");
-    Some(out)
-}
-
-fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).ok()?;
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).ok()?;
-    Some(Bytes::from(body))
-}
-
-fn closed(s: &mut TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    matches!(s.read(&mut b), Ok(0) | Err(_))
-}
-
-fn topic(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.into()))
-}
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 #[test]
 fn every_advertised_version_of_every_api_answers() {

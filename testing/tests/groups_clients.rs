@@ -1,0 +1,313 @@
+//! Consumer groups with kafka-python, the Java client and kafkajs, each
+//! driven as separate processes (testing/clients/*/group_member*): partitions
+//! shared without overlap, a leave moves partitions, a SIGKILLed member's
+//! replacement resumes at the committed offsets, and a broker SIGKILL during
+//! commits loses no acknowledged commit.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use floe_testing::kafka::producer;
+use floe_testing::{BrokerProcess, ObjectStore};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the tests with `bash testing/run-tests.sh`"))
+}
+
+#[derive(Debug, Default, Clone)]
+struct View {
+    assignment: Vec<i32>,
+    first: BTreeMap<i32, i64>,
+    committed: BTreeMap<i32, i64>,
+    closed: bool,
+}
+
+/// One group member process and what its stdout has said.
+struct Member {
+    child: Child,
+    view: Arc<Mutex<View>>,
+}
+
+impl Member {
+    fn start(client: &str, bootstrap: &str, topic: &str, group: &str, name: &str) -> Self {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let common = [
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--name",
+            name,
+            "--max-seconds",
+            "240",
+        ];
+        let mut cmd = match client {
+            "python" => {
+                let mut c = Command::new(env("FLOE_PYTHON"));
+                c.arg(format!("{dir}/clients/python/group_member.py"));
+                c
+            }
+            "java" => {
+                let cp = format!(
+                    "{}:{}:{}",
+                    env("FLOE_JAVA_CLASSES"),
+                    env("FLOE_KAFKA_CLIENTS_JAR"),
+                    env("FLOE_SLF4J_JAR")
+                );
+                let mut c = Command::new("java");
+                c.args(["-cp", &cp, "FloeGroupMember"]);
+                c
+            }
+            "node" => {
+                let mut c = Command::new("node");
+                c.env("NODE_PATH", env("FLOE_NODE_MODULES"))
+                    .arg(format!("{dir}/clients/node/group_member.js"));
+                c
+            }
+            other => panic!("unknown client {other}"),
+        };
+        let mut child = cmd
+            .args(common)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {client} member: {e}"));
+        let view = Arc::new(Mutex::new(View::default()));
+        let (out, v) = (child.stdout.take().unwrap(), view.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let Ok(e) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                let mut v = v.lock().unwrap();
+                let p = e["partition"].as_i64().unwrap_or(-1) as i32;
+                let o = e["offset"].as_i64().unwrap_or(-1);
+                match e["event"].as_str() {
+                    Some("assigned") => {
+                        v.assignment = e["partitions"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(|x| x.as_i64()).map(|x| x as i32).collect())
+                            .unwrap_or_default();
+                    }
+                    Some("first") => {
+                        v.first.entry(p).or_insert(o);
+                    }
+                    Some("committed") => {
+                        let c = v.committed.entry(p).or_insert(o);
+                        *c = (*c).max(o);
+                    }
+                    Some("closed") => v.closed = true,
+                    _ => {}
+                }
+            }
+        });
+        Self { child, view }
+    }
+
+    fn view(&self) -> View {
+        self.view.lock().unwrap().clone()
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").arg(sig).arg(self.child.id().to_string()).status();
+    }
+
+    /// SIGTERM and wait (bounded) for the clean exit.
+    fn terminate(mut self) -> View {
+        self.signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        self.view()
+    }
+
+    fn kill(mut self) -> View {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.view()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool, detail: impl Fn() -> String) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out waiting for {what}: {}", detail());
+}
+
+fn balanced(members: &[&Member], partitions: i32) -> bool {
+    let views: Vec<View> = members.iter().map(|m| m.view()).collect();
+    let mut all: Vec<i32> = views.iter().flat_map(|v| v.assignment.clone()).collect();
+    all.sort_unstable();
+    all == (0..partitions).collect::<Vec<_>>() && views.iter().all(|v| !v.assignment.is_empty())
+}
+
+async fn produce(bootstrap: &str, topic: &str, per_partition: usize) {
+    let p = producer(bootstrap, &[("linger.ms", "2")]).unwrap();
+    let mut futures = Vec::new();
+    for part in 0..6 {
+        for i in 0..per_partition {
+            let key = format!("{i}");
+            let f = p.send_result(FutureRecord::to(topic).partition(part).key(&key).payload("v"));
+            futures.push(f.map_err(|(e, _)| e).unwrap());
+        }
+    }
+    for f in futures {
+        f.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
+fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let c: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..6 {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(20)).unwrap();
+    got.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn group_lifecycle(client: &str) {
+    let scratch = tempfile::tempdir().unwrap();
+    let store = ObjectStore::fresh(&format!("group-{client}"), scratch.path());
+    let mut broker = BrokerProcess::start(
+        &scratch.path().join("data"),
+        &store,
+        &["--num-partitions", "6", "--group-initial-rebalance-delay-ms", "500"],
+    )
+    .unwrap();
+    let b = broker.bootstrap();
+    let (topic, group) = (format!("t-{client}"), format!("g-{client}"));
+    produce(&b, &topic, 50).await;
+
+    // Three members share six partitions without overlap.
+    let mut members: Vec<Member> =
+        (0..3).map(|i| Member::start(client, &b, &topic, &group, &format!("m{i}"))).collect();
+    let log = |m: &[Member]| format!("{:?}", m.iter().map(Member::view).collect::<Vec<_>>());
+    wait_until(
+        "three balanced members",
+        Duration::from_secs(90),
+        || balanced(&members.iter().collect::<Vec<_>>(), 6),
+        || log(&members),
+    );
+    for m in &members {
+        assert_eq!(m.view().assignment.len(), 2, "{}", log(&members));
+    }
+    // Everything is consumed and committed.
+    wait_until(
+        "all 300 records committed",
+        Duration::from_secs(60),
+        || {
+            let mut c = BTreeMap::new();
+            for m in &members {
+                c.extend(m.view().committed);
+            }
+            c.len() == 6 && c.values().all(|o| *o == 50)
+        },
+        || log(&members),
+    );
+
+    // A member leaves cleanly: the other two take its partitions.
+    let left = members.remove(0).terminate();
+    assert!(left.closed, "{left:?}");
+    wait_until(
+        "two members cover six partitions",
+        Duration::from_secs(60),
+        || balanced(&members.iter().collect::<Vec<_>>(), 6),
+        || log(&members),
+    );
+
+    // Kill one, stop the other; a replacement starts exactly at the commits.
+    let _ = members.remove(0).kill();
+    let _ = members.remove(0).terminate();
+    produce(&b, &topic, 5).await;
+    let replacement = Member::start(client, &b, &topic, &group, "r");
+    wait_until(
+        "the replacement reads every partition",
+        Duration::from_secs(90),
+        || replacement.view().first.len() == 6,
+        || format!("{:?}", replacement.view()),
+    );
+    let first = replacement.view().first;
+    assert!(first.values().all(|o| *o == 50), "resumes at the committed offset 50 everywhere: {first:?}");
+
+    // The broker is SIGKILLed while the member commits; no acknowledged commit is lost.
+    let producing = tokio::spawn({
+        let b = b.clone();
+        let topic = topic.clone();
+        async move {
+            let p = producer(&b, &[("linger.ms", "2"), ("message.timeout.ms", "3000")]).unwrap();
+            for i in 0..3000 {
+                let _ = p
+                    .send(
+                        FutureRecord::to(&topic).partition(i % 6).key("k").payload("v"),
+                        Duration::from_secs(3),
+                    )
+                    .await;
+            }
+        }
+    });
+    wait_until(
+        "commits under way",
+        Duration::from_secs(60),
+        || replacement.view().committed.values().sum::<i64>() > 6 * 55 + 60,
+        || format!("{:?}", replacement.view()),
+    );
+    broker.kill();
+    std::thread::sleep(Duration::from_millis(200));
+    let acked = replacement.view().committed;
+    broker.restart().unwrap();
+    let after = committed(&broker.bootstrap(), &group, &topic);
+    for (p, o) in &acked {
+        assert!(after.get(p).copied().unwrap_or(-1) >= *o, "partition {p}: acked {o}, broker has {after:?}");
+    }
+    let _ = replacement.terminate();
+    producing.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_group_lifecycle() {
+    group_lifecycle("python").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_group_lifecycle() {
+    group_lifecycle("java").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkajs_group_lifecycle() {
+    group_lifecycle("node").await;
+}
