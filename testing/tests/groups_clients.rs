@@ -38,6 +38,17 @@ struct Member {
 
 impl Member {
     fn start(client: &str, bootstrap: &str, topic: &str, group: &str, name: &str) -> Self {
+        Self::start_with(client, bootstrap, topic, group, name, &[])
+    }
+
+    fn start_with(
+        client: &str,
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> Self {
         let dir = env!("CARGO_MANIFEST_DIR");
         let common = [
             "--bootstrap",
@@ -78,6 +89,7 @@ impl Member {
         };
         let mut child = cmd
             .args(common)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -310,4 +322,59 @@ async fn java_group_lifecycle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafkajs_group_lifecycle() {
     group_lifecycle("node").await;
+}
+
+/// Cooperative-sticky: members keep their partitions across a rebalance and
+/// the group still ends balanced after joins and a leave.
+async fn cooperative(client: &str) {
+    let scratch = tempfile::tempdir().unwrap();
+    let store = ObjectStore::fresh(&format!("coop-{client}"), scratch.path());
+    let broker = BrokerProcess::start(
+        &scratch.path().join("data"),
+        &store,
+        &["--num-partitions", "6", "--group-initial-rebalance-delay-ms", "300"],
+    )
+    .unwrap();
+    let b = broker.bootstrap();
+    let (topic, group) = (format!("coop-{client}"), format!("coop-g-{client}"));
+    produce(&b, &topic, 5).await;
+    let coop = ["--assignor", "cooperative-sticky"];
+    let mut members: Vec<Member> =
+        (0..2).map(|i| Member::start_with(client, &b, &topic, &group, &format!("c{i}"), &coop)).collect();
+    let log = |m: &[Member]| format!("{:?}", m.iter().map(Member::view).collect::<Vec<_>>());
+    wait_until(
+        "two balanced members",
+        Duration::from_secs(90),
+        || balanced(&members.iter().collect::<Vec<_>>(), 6),
+        || log(&members),
+    );
+    let before: Vec<Vec<i32>> = members.iter().map(|m| m.view().assignment).collect();
+    members.push(Member::start_with(client, &b, &topic, &group, "c2", &coop));
+    wait_until(
+        "three balanced members",
+        Duration::from_secs(90),
+        || balanced(&members.iter().collect::<Vec<_>>(), 6),
+        || log(&members),
+    );
+    for (i, old) in before.iter().enumerate() {
+        let now = members[i].view().assignment;
+        assert!(now.iter().all(|p| old.contains(p)), "sticky: member {i} had {old:?}, now {now:?}");
+    }
+    let _ = members.remove(0).terminate();
+    wait_until(
+        "two members after a leave",
+        Duration::from_secs(90),
+        || balanced(&members.iter().collect::<Vec<_>>(), 6),
+        || log(&members),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_cooperative_sticky() {
+    cooperative("python").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_cooperative_sticky() {
+    cooperative("java").await;
 }
