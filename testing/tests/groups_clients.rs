@@ -10,12 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use floe_testing::group::committed_offsets;
 use floe_testing::kafka::producer;
 use floe_testing::{BrokerProcess, ObjectStore};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Offset, TopicPartitionList};
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -194,23 +192,6 @@ async fn produce(bootstrap: &str, topic: &str, per_partition: usize) {
     }
 }
 
-fn committed(bootstrap: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> {
-    let c: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..6 {
-        tpl.add_partition(topic, p);
-    }
-    let got = c.committed_offsets(tpl, Duration::from_secs(20)).unwrap();
-    got.elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect()
-}
-
 async fn group_lifecycle(client: &str) {
     let scratch = tempfile::tempdir().unwrap();
     let store = ObjectStore::fresh(&format!("group-{client}"), scratch.path());
@@ -301,7 +282,7 @@ async fn group_lifecycle(client: &str) {
     std::thread::sleep(Duration::from_millis(200));
     let acked = replacement.view().committed;
     broker.restart().unwrap();
-    let after = committed(&broker.bootstrap(), &group, &topic);
+    let after = committed_offsets(&broker.bootstrap(), &group, &topic, 6);
     for (p, o) in &acked {
         assert!(after.get(p).copied().unwrap_or(-1) >= *o, "partition {p}: acked {o}, broker has {after:?}");
     }

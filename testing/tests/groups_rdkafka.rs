@@ -2,18 +2,15 @@
 //! rebalances when a member leaves, resumption at committed offsets, and
 //! commits that survive a SIGKILL and the loss of the local disk.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use floe_testing::group::{wait_balanced, GroupMember};
+use floe_testing::group::{committed_offsets, wait_balanced, GroupMember};
 use floe_testing::kafka::{produce_all, producer};
 use floe_testing::{BrokerProcess, ObjectStore, TestBroker};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Offset, TopicPartitionList};
 
 async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =
@@ -37,24 +34,6 @@ async fn produce_to(bootstrap: &str, topic: &str, partitions: i32, per_partition
             .unwrap();
         }
     }
-}
-
-/// Committed offsets of `group` as a fresh client reads them.
-fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let c: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = c.committed_offsets(tpl, Duration::from_secs(20)).unwrap();
-    got.elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +91,7 @@ async fn a_replacement_resumes_exactly_at_the_committed_offset() {
     let seen = first.stop();
     assert!(seen.committed.len() == 2, "both partitions committed: {seen:?}");
     // What the broker holds is what the member was told it committed.
-    assert_eq!(committed(&b, "workers", "work", 2), seen.committed);
+    assert_eq!(committed_offsets(&b, "workers", "work", 2), seen.committed);
 
     produce_to(&b, "work", 2, 10).await;
     let second = GroupMember::start(&b, "workers", "work", true, &[]);
@@ -152,7 +131,7 @@ async fn commits_survive_a_broker_sigkill_and_the_loss_of_its_disk() {
     // coordinator. The member may commit more after the restart; fine.
     broker.restart().unwrap();
     drop(member);
-    let after = committed(&broker.bootstrap(), "auditors", "ledger", 3);
+    let after = committed_offsets(&broker.bootstrap(), "auditors", "ledger", 3);
     for (p, o) in &acked {
         let got = after.get(p).copied().unwrap_or(-1);
         assert!(got >= *o, "partition {p}: acknowledged commit {o}, broker has {got}\n{}", broker.log_tail());
@@ -162,5 +141,5 @@ async fn commits_survive_a_broker_sigkill_and_the_loss_of_its_disk() {
     assert!(broker.stop().unwrap().success());
     std::fs::remove_dir_all(&data).unwrap();
     broker.restart().unwrap();
-    assert_eq!(committed(&broker.bootstrap(), "auditors", "ledger", 3), after);
+    assert_eq!(committed_offsets(&broker.bootstrap(), "auditors", "ledger", 3), after);
 }

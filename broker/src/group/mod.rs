@@ -184,12 +184,7 @@ impl GroupCoordinator {
             .members
             .iter()
             .map(|m| {
-                let meta = m
-                    .protocols
-                    .iter()
-                    .find(|(n, _)| *n == protocol)
-                    .map(|(_, b)| b.clone())
-                    .unwrap_or_default();
+                let meta = m.metadata_for(&protocol);
                 let assignment = if stable { m.assignment.clone() } else { Bytes::new() };
                 (
                     m.id.clone(),

@@ -87,6 +87,13 @@ pub struct Member {
     pub sync: Option<oneshot::Sender<SyncOutcome>>,
 }
 
+impl Member {
+    /// The member's metadata for `protocol` (empty if it does not support it).
+    pub fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols.iter().find(|(n, _)| n == protocol).map(|(_, b)| b.clone()).unwrap_or_default()
+    }
+}
+
 /// A join request's member details.
 #[derive(Debug, Clone)]
 pub struct JoinRequest {
@@ -420,15 +427,7 @@ impl Group {
             let protocol = self.protocol.clone().unwrap_or_default();
             self.members
                 .iter()
-                .map(|m| {
-                    let meta = m
-                        .protocols
-                        .iter()
-                        .find(|(n, _)| *n == protocol)
-                        .map(|(_, b)| b.clone())
-                        .unwrap_or_default();
-                    (m.id.clone(), m.instance_id.clone(), meta)
-                })
+                .map(|m| (m.id.clone(), m.instance_id.clone(), m.metadata_for(&protocol)))
                 .collect()
         } else {
             Vec::new()
