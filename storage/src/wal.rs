@@ -262,7 +262,7 @@ impl Writer {
             if head > 0 {
                 let mut tmp = vec![0u8; head];
                 File::open(&path)?.read_exact_at(&mut tmp, w.buf_lsn - active_start)?;
-                w.buf.as_mut()[..head].copy_from_slice(&tmp);
+                w.buf.bytes_mut()[..head].copy_from_slice(&tmp);
                 w.buf_pos = head;
             }
             w.active = Some((active_start, file));
@@ -332,7 +332,7 @@ impl Writer {
                 self.open_segment(seg_start)?;
                 self.buf_lsn = p.lsn & !(BLOCK as u64 - 1);
                 self.buf_pos = (p.lsn - self.buf_lsn) as usize;
-                self.buf.as_mut()[..self.buf_pos].fill(0);
+                self.buf.bytes_mut()[..self.buf_pos].fill(0);
             }
             let len = entry_len(p.record.payload.len());
             if self.buf_pos + len > self.buf.capacity() {
@@ -341,9 +341,9 @@ impl Writer {
             // Skipped space (an entry that would not fit a block run) is zero.
             let at = (p.lsn - self.buf_lsn) as usize;
             if at > self.buf_pos {
-                self.buf.as_mut()[self.buf_pos..at].fill(0);
+                self.buf.bytes_mut()[self.buf_pos..at].fill(0);
             }
-            encode_entry(&mut self.buf.as_mut()[at..at + len], p);
+            encode_entry(&mut self.buf.bytes_mut()[at..at + len], p);
             self.buf_pos = at + len;
             if !dirty_files.contains(&seg_start) {
                 dirty_files.push(seg_start);
@@ -364,11 +364,11 @@ impl Writer {
         }
         let Some((seg_start, file)) = &self.active else { return Ok(()) };
         let padded = self.buf_pos.div_ceil(BLOCK) * BLOCK;
-        self.buf.as_mut()[self.buf_pos..padded].fill(0);
-        file.write_all_at(&self.buf.as_mut()[..padded], self.buf_lsn - seg_start)?;
+        self.buf.bytes_mut()[self.buf_pos..padded].fill(0);
+        file.write_all_at(&self.buf.bytes_mut()[..padded], self.buf_lsn - seg_start)?;
         let full = self.buf_pos / BLOCK * BLOCK;
         let tail = self.buf_pos - full;
-        self.buf.as_mut().copy_within(full..full + tail, 0);
+        self.buf.bytes_mut().copy_within(full..full + tail, 0);
         self.buf_lsn += full as u64;
         self.buf_pos = tail;
         Ok(())
@@ -499,7 +499,7 @@ fn preallocate(path: &Path, size: u64) -> io::Result<()> {
 
 /// Opens a segment for direct I/O; file systems without `O_DIRECT` (tmpfs) get
 /// buffered I/O, still synced with `fdatasync`.
-fn open_direct(path: &Path) -> io::Result<File> {
+pub fn open_direct(path: &Path) -> io::Result<File> {
     match OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT).open(path) {
         Ok(f) => Ok(f),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -512,14 +512,15 @@ fn open_direct(path: &Path) -> io::Result<File> {
 /// A heap buffer whose usable part starts on a 4 KiB boundary, as `O_DIRECT`
 /// requires, without unsafe code: over-allocate and start at the first
 /// aligned byte.
-struct AlignedBuf {
+pub struct AlignedBuf {
     raw: Vec<u8>,
     start: usize,
     cap: usize,
 }
 
 impl AlignedBuf {
-    fn new(cap: usize) -> Self {
+    /// A zeroed buffer of `cap` bytes rounded up to 4 KiB.
+    pub fn new(cap: usize) -> Self {
         let cap = cap.div_ceil(BLOCK) * BLOCK;
         let raw = vec![0u8; cap + BLOCK];
         let misalign = raw.as_ptr() as usize % BLOCK;
@@ -527,11 +528,11 @@ impl AlignedBuf {
         AlignedBuf { raw, start, cap }
     }
 
-    fn capacity(&self) -> usize {
+    pub fn capacity(&self) -> usize {
         self.cap
     }
 
-    fn as_mut(&mut self) -> &mut [u8] {
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.raw[self.start..self.start + self.cap]
     }
 }

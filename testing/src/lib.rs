@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+pub mod bench;
 pub mod group;
 pub mod kafka;
 pub mod raw;

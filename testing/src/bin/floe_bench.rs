@@ -1,0 +1,127 @@
+//! floe-bench: run a benchmark scenario against any Kafka-compatible address,
+//! print a table and write the figures as JSON.
+//!
+//!     floe-bench limits --dir /var/lib/floe
+//!     floe-bench produce --bootstrap 127.0.0.1:9092 --producers 2 --record-size 1024 --rate 0 --duration-secs 10
+
+#![allow(clippy::print_stdout)] // a command-line tool: stdout is its report
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use floe_testing::bench::{limits, produce, Latency};
+
+#[derive(Parser)]
+#[command(name = "floe-bench", about = "Benchmarks for Floe and other Kafka-compatible brokers")]
+struct Cli {
+    /// Also write the report as JSON here.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// The machine's floor: O_DIRECT+fdatasync on DIR's disk, loopback round trip.
+    Limits {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        small_writes: usize,
+        #[arg(long, default_value_t = 256)]
+        large_mib: usize,
+        #[arg(long, default_value_t = 10_000)]
+        round_trips: usize,
+    },
+    /// Producers at a target rate (0 = max); ack latency per record.
+    Produce {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        #[arg(long, default_value = "floe-bench")]
+        topic: String,
+        #[arg(long, default_value_t = 1)]
+        producers: usize,
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+        #[arg(long, default_value = "all")]
+        acks: String,
+        #[arg(long, default_value = "none")]
+        compression: String,
+        /// Records per second over all producers; 0 = as fast as possible.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 10_000)]
+        max_in_flight: usize,
+    },
+}
+
+fn row(name: &str, l: &Latency) {
+    println!(
+        "  {name:<24} p50 {:>8.3} ms  p99 {:>8.3} ms  p99.9 {:>8.3} ms  max {:>8.3} ms  (n={})",
+        l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms, l.count
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let json = match cli.scenario {
+        Scenario::Limits { dir, small_writes, large_mib, round_trips } => {
+            let l = limits::measure(&dir, small_writes, large_mib, round_trips)?;
+            println!("limits ({})", dir.display());
+            row("4 KiB O_DIRECT+fdatasync", &l.fsync_4k);
+            println!("  {:<24} {:.1} MB/s", "1 MiB durable writes", l.durable_write_mb_per_s);
+            row("loopback round trip", &l.loopback_rtt);
+            serde_json::to_string_pretty(&l)?
+        }
+        Scenario::Produce {
+            bootstrap,
+            topic,
+            producers,
+            record_size,
+            partitions,
+            acks,
+            compression,
+            rate,
+            duration_secs,
+            max_in_flight,
+        } => {
+            let o = produce::ProduceOptions {
+                bootstrap,
+                topic,
+                producers,
+                record_size,
+                partitions,
+                acks,
+                compression,
+                rate,
+                duration: Duration::from_secs(duration_secs),
+                max_in_flight,
+            };
+            let r = produce::run(&o).await?;
+            println!(
+                "produce: {} producers, {} B records, {} partitions, acks={}, {}, rate {}",
+                r.producers,
+                r.record_size,
+                r.partitions,
+                r.acks,
+                r.compression,
+                if r.target_rate == 0 { "max".to_string() } else { format!("{}/s", r.target_rate) }
+            );
+            println!("  sent {} acked {} failed {} in {:.2} s", r.sent, r.acked, r.failed, r.seconds);
+            println!("  {:.0} records/s, {:.1} MB/s", r.records_per_s, r.mb_per_s);
+            row("ack latency", &r.ack_latency);
+            serde_json::to_string_pretty(&r)?
+        }
+    };
+    if let Some(path) = cli.json {
+        std::fs::write(&path, json + "\n")?;
+    }
+    Ok(())
+}
