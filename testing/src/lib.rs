@@ -14,6 +14,7 @@ pub mod bench;
 pub mod group;
 pub mod kafka;
 pub mod raw;
+pub mod s3_proxy;
 
 /// Where a test's objects go: a prefix of the shared test bucket, or a directory.
 #[derive(Debug, Clone)]
@@ -63,11 +64,23 @@ pub struct BrokerProcess {
     pub store: ObjectStore,
     pub log: PathBuf,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl BrokerProcess {
     /// Starts `floe` on a free port with `data_dir` and `store`, plus extra flags.
     pub fn start(data_dir: &Path, store: &ObjectStore, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(data_dir, store, extra, &[])
+    }
+
+    /// Like [`BrokerProcess::start`] with extra environment variables (for
+    /// example `AWS_ENDPOINT_URL` pointing at a latency proxy).
+    pub fn start_with_env(
+        data_dir: &Path,
+        store: &ObjectStore,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut b = BrokerProcess {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -75,6 +88,7 @@ impl BrokerProcess {
             store: store.clone(),
             log: data_dir.with_extension("log"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         b.spawn()?;
         Ok(b)
@@ -99,6 +113,7 @@ impl BrokerProcess {
             .arg("--object-store")
             .arg(&self.store.url)
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("FLOE_LOG", std::env::var("FLOE_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

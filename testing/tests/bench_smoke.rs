@@ -74,3 +74,40 @@ fn limits_and_produce_reports_add_up() {
     latency_is_ordered(&r["ack_latency"]);
     assert!(r["mb_per_s"].as_f64().unwrap() > 0.0);
 }
+
+/// The S3 latency proxy sits between Floe and SeaweedFS: Floe keeps working,
+/// acks do not wait for S3, and the proxy counts the requests an upload costs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floe_runs_behind_the_s3_latency_proxy() {
+    use floe_testing::s3_proxy::{Delay, LatencyProxy};
+    use floe_testing::{BrokerProcess, ObjectStore};
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run the tests with `bash testing/run-tests.sh`");
+    let upstream: std::net::SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
+    let delay =
+        Delay { median: std::time::Duration::from_millis(30), p99: std::time::Duration::from_millis(100) };
+    let proxy = LatencyProxy::start("127.0.0.1:0".parse().unwrap(), upstream, delay).await.unwrap();
+    let proxied = format!("http://{}", proxy.addr);
+
+    let scratch = tempfile::tempdir().unwrap();
+    let store = ObjectStore::fresh("proxied", scratch.path());
+    assert!(store.is_s3());
+    let mut broker = BrokerProcess::start_with_env(
+        &scratch.path().join("data"),
+        &store,
+        &["--upload-interval-ms", "200"],
+        &[("AWS_ENDPOINT_URL", &proxied)],
+    )
+    .unwrap();
+    let at_start = proxy.counts.snapshot();
+    assert!(at_start.list >= 1 && at_start.put >= 1, "start-up lists metadata and registers: {at_start:?}");
+
+    let p = floe_testing::kafka::producer(&broker.bootstrap(), &[]).unwrap();
+    let acked = floe_testing::kafka::produce_all(&p, "proxied", "k", 2_000, 200).await.unwrap();
+    assert_eq!(acked.len(), 2_000);
+    drop(p);
+    assert!(broker.stop().unwrap().success());
+    let after = proxy.counts.snapshot();
+    // At least one data object and one metadata entry were written through the proxy.
+    assert!(after.put >= at_start.put + 2, "{at_start:?} -> {after:?}");
+}

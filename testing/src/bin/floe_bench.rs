@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use floe_testing::bench::{limits, produce, Latency};
+use floe_testing::s3_proxy::{Delay, LatencyProxy};
 
 #[derive(Parser)]
 #[command(name = "floe-bench", about = "Benchmarks for Floe and other Kafka-compatible brokers")]
@@ -59,6 +60,19 @@ enum Scenario {
         #[arg(long, default_value_t = 10_000)]
         max_in_flight: usize,
     },
+    /// Serve an S3 latency proxy until Ctrl-C, printing request counts each second.
+    S3Proxy {
+        #[arg(long, default_value = "127.0.0.1:8334")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:8333")]
+        upstream: std::net::SocketAddr,
+        /// Median delay added per request, in ms (real S3 standard: ~30).
+        #[arg(long, default_value_t = 30)]
+        median_ms: u64,
+        /// 99th-percentile delay per request, in ms (real S3 standard: ~100).
+        #[arg(long, default_value_t = 100)]
+        p99_ms: u64,
+    },
 }
 
 fn row(name: &str, l: &Latency) {
@@ -72,6 +86,29 @@ fn row(name: &str, l: &Latency) {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let json = match cli.scenario {
+        Scenario::S3Proxy { listen, upstream, median_ms, p99_ms } => {
+            let delay =
+                Delay { median: Duration::from_millis(median_ms), p99: Duration::from_millis(p99_ms) };
+            let proxy = LatencyProxy::start(listen, upstream, delay).await?;
+            println!(
+                "s3 latency proxy on {} -> {upstream}, median {median_ms} ms, p99 {p99_ms} ms",
+                proxy.addr
+            );
+            let started = std::time::Instant::now();
+            let mut last = proxy.counts.snapshot();
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                let now = proxy.counts.snapshot();
+                if now != last {
+                    println!("  {:>6.0}s {now:?}", started.elapsed().as_secs_f64());
+                    last = now;
+                }
+            }
+            serde_json::to_string_pretty(&proxy.counts.snapshot())?
+        }
         Scenario::Limits { dir, small_writes, large_mib, round_trips } => {
             let l = limits::measure(&dir, small_writes, large_mib, round_trips)?;
             println!("limits ({})", dir.display());
