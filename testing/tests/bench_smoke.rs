@@ -73,6 +73,8 @@ fn limits_and_produce_reports_add_up() {
     assert_eq!(r["ack_latency"]["count"].as_u64().unwrap(), n("acked"));
     latency_is_ordered(&r["ack_latency"]);
     assert!(r["mb_per_s"].as_f64().unwrap() > 0.0);
+    let timeline: u64 = r["timeline"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(timeline, n("acked"), "the per-second counts add up to the total");
 }
 
 /// The S3 latency proxy sits between Floe and SeaweedFS: Floe keeps working,

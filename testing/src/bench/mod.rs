@@ -2,6 +2,7 @@
 //! This first step has `produce` and `limits`; the other scenarios of the
 //! benchmark issue build on the same report shape.
 
+pub mod chart;
 pub mod limits;
 pub mod produce;
 

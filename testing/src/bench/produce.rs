@@ -12,6 +12,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 
+use hdrhistogram::Histogram;
+
 use super::{histogram, Latency};
 
 #[derive(Debug, Clone)]
@@ -46,9 +48,12 @@ pub struct ProduceReport {
     pub records_per_s: f64,
     pub mb_per_s: f64,
     pub ack_latency: Latency,
+    /// Records acknowledged in each second of the run.
+    pub timeline: Vec<u64>,
 }
 
-pub async fn run(o: &ProduceOptions) -> anyhow::Result<ProduceReport> {
+/// Runs the scenario; returns the report and the ack-latency histogram (µs).
+pub async fn run(o: &ProduceOptions) -> anyhow::Result<(ProduceReport, Histogram<u64>)> {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", &o.bootstrap).create()?;
     let topic = NewTopic::new(&o.topic, o.partitions, TopicReplication::Fixed(1));
@@ -117,18 +122,22 @@ pub async fn run(o: &ProduceOptions) -> anyhow::Result<ProduceReport> {
             .await;
         }));
     }
+    let timeline = Arc::new(Mutex::new(Vec::new()));
     let progress = {
-        let acked = acked.clone();
+        let (acked, timeline) = (acked.clone(), timeline.clone());
         tokio::spawn(async move {
             let mut last = 0;
+            let mut tick =
+                tokio::time::interval_at((started + Duration::from_secs(1)).into(), Duration::from_secs(1));
             loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tick.tick().await;
                 let now = acked.load(Ordering::Relaxed);
                 eprintln!(
                     "[produce] {:>6.1}s acked {now} (+{}/s)",
                     started.elapsed().as_secs_f64(),
                     now - last
                 );
+                timeline.lock().expect("timeline").push(now - last);
                 last = now;
             }
         })
@@ -137,11 +146,15 @@ pub async fn run(o: &ProduceOptions) -> anyhow::Result<ProduceReport> {
         t.await?;
     }
     progress.abort();
+    let mut timeline = timeline.lock().expect("timeline").clone();
+    let counted: u64 = timeline.iter().sum();
+    timeline.push(acked.load(Ordering::Relaxed) - counted);
     let seconds = started.elapsed().as_secs_f64();
     let (sent, acked, failed) =
         (sent.load(Ordering::Relaxed), acked.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    let ack_latency = Latency::from_micros(&hist.lock().expect("histogram"));
-    Ok(ProduceReport {
+    let hist = hist.lock().expect("histogram").clone();
+    let ack_latency = Latency::from_micros(&hist);
+    let report = ProduceReport {
         scenario: "produce",
         producers: o.producers,
         record_size: o.record_size,
@@ -156,5 +169,7 @@ pub async fn run(o: &ProduceOptions) -> anyhow::Result<ProduceReport> {
         records_per_s: acked as f64 / seconds,
         mb_per_s: (acked as f64 * o.record_size as f64) / seconds / 1e6,
         ack_latency,
-    })
+        timeline,
+    };
+    Ok((report, hist))
 }

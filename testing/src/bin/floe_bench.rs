@@ -19,6 +19,9 @@ struct Cli {
     /// Also write the report as JSON here.
     #[arg(long, global = true)]
     json: Option<PathBuf>,
+    /// Also draw the run (latency distribution, throughput over time) as SVG here.
+    #[arg(long, global = true)]
+    svg: Option<PathBuf>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -141,7 +144,14 @@ async fn main() -> anyhow::Result<()> {
                 duration: Duration::from_secs(duration_secs),
                 max_in_flight,
             };
-            let r = produce::run(&o).await?;
+            let (r, hist) = produce::run(&o).await?;
+            if let Some(path) = &cli.svg {
+                let title = format!(
+                    "produce: {} B records, acks={}, {} producers, {} partitions",
+                    r.record_size, r.acks, r.producers, r.partitions
+                );
+                std::fs::write(path, floe_testing::bench::chart::svg(&title, &hist, &r.timeline, "acks"))?;
+            }
             println!(
                 "produce: {} producers, {} B records, {} partitions, acks={}, {}, rate {}",
                 r.producers,
