@@ -81,7 +81,14 @@ async fn write_replies(
     while let Some(reply) = rx.recv().await {
         let bytes = match reply {
             Reply::Now(bytes) => bytes,
-            Reply::Later(future) => future.await,
+            Reply::Later(future) => {
+                // Earlier responses must not wait in the buffer while this
+                // one waits for its fsync.
+                if !writer.buffer().is_empty() && writer.flush().await.is_err() {
+                    return;
+                }
+                future.await
+            }
             Reply::Nothing | Reply::Close(_) => continue,
         };
         if let Err(error) = writer.write_all(&bytes).await {
