@@ -75,6 +75,30 @@ fn limits_and_produce_reports_add_up() {
     assert!(r["mb_per_s"].as_f64().unwrap() > 0.0);
     let timeline: u64 = r["timeline"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(timeline, n("acked"), "the per-second counts add up to the total");
+
+    let e = bench(
+        &[
+            "end-to-end",
+            "--bootstrap",
+            &t.broker.bootstrap(),
+            "--topic",
+            "e2e",
+            "--partitions",
+            "2",
+            "--rate",
+            "1000",
+            "--duration-secs",
+            "2",
+        ],
+        &dir.path().join("e2e.json"),
+    );
+    let acked = e["produce"]["acked"].as_u64().unwrap();
+    assert!(acked > 500, "{e}");
+    assert_eq!(e["produce"]["failed"].as_u64().unwrap(), 0);
+    assert_eq!(e["consumed"].as_u64().unwrap(), acked, "every acked record is consumed once: {e}");
+    assert_eq!(e["duplicates"].as_u64().unwrap(), 0);
+    assert_eq!(e["end_to_end"]["count"].as_u64().unwrap(), acked);
+    latency_is_ordered(&e["end_to_end"]);
 }
 
 /// The S3 latency proxy sits between Floe and SeaweedFS: Floe keeps working,

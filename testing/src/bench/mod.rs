@@ -3,6 +3,7 @@
 //! benchmark issue build on the same report shape.
 
 pub mod chart;
+pub mod end_to_end;
 pub mod limits;
 pub mod produce;
 
@@ -35,4 +36,12 @@ impl Latency {
 /// A microsecond histogram from 1 µs to 10 minutes, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Microseconds since the Unix epoch (producer and consumer share the clock).
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }

@@ -30,6 +30,9 @@ pub struct ProduceOptions {
     pub rate: u64,
     pub duration: Duration,
     pub max_in_flight: usize,
+    /// Write the send time (µs since the Unix epoch, big-endian) into each
+    /// record's first 8 bytes, for end-to-end latency.
+    pub stamp: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,7 +81,7 @@ pub async fn run(o: &ProduceOptions) -> anyhow::Result<(ProduceReport, Histogram
         let (o, sent, acked, failed, hist) =
             (o.clone(), sent.clone(), acked.clone(), failed.clone(), hist.clone());
         tasks.push(tokio::spawn(async move {
-            let payload = vec![b'x'; o.record_size];
+            let mut payload = vec![b'x'; o.record_size.max(if o.stamp { 8 } else { 0 })];
             let limiter = Arc::new(tokio::sync::Semaphore::new(o.max_in_flight.max(1)));
             let mut i = 0u64;
             while Instant::now() < deadline {
@@ -88,6 +91,9 @@ pub async fn run(o: &ProduceOptions) -> anyhow::Result<(ProduceReport, Histogram
                 }
                 let permit = limiter.clone().acquire_owned().await.expect("semaphore open");
                 let key = format!("{n}-{i}");
+                if o.stamp {
+                    payload[..8].copy_from_slice(&super::now_micros().to_be_bytes());
+                }
                 let t = Instant::now();
                 let delivery =
                     match producer.send_result(FutureRecord::to(&o.topic).key(&key).payload(&payload)) {

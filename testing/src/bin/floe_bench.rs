@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use floe_testing::bench::{limits, produce, Latency};
+use floe_testing::bench::{chart, end_to_end, limits, produce, Latency};
 use floe_testing::s3_proxy::{Delay, LatencyProxy};
 
 #[derive(Parser)]
@@ -40,29 +40,9 @@ enum Scenario {
         round_trips: usize,
     },
     /// Producers at a target rate (0 = max); ack latency per record.
-    Produce {
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        bootstrap: String,
-        #[arg(long, default_value = "floe-bench")]
-        topic: String,
-        #[arg(long, default_value_t = 1)]
-        producers: usize,
-        #[arg(long, default_value_t = 1024)]
-        record_size: usize,
-        #[arg(long, default_value_t = 1)]
-        partitions: i32,
-        #[arg(long, default_value = "all")]
-        acks: String,
-        #[arg(long, default_value = "none")]
-        compression: String,
-        /// Records per second over all producers; 0 = as fast as possible.
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-        #[arg(long, default_value_t = 10)]
-        duration_secs: u64,
-        #[arg(long, default_value_t = 10_000)]
-        max_in_flight: usize,
-    },
+    Produce(ProduceArgs),
+    /// Produce at a target rate and tail-consume; end-to-end latency per record.
+    EndToEnd(ProduceArgs),
     /// Serve an S3 latency proxy until Ctrl-C, printing request counts each second.
     S3Proxy {
         #[arg(long, default_value = "127.0.0.1:8334")]
@@ -76,6 +56,64 @@ enum Scenario {
         #[arg(long, default_value_t = 100)]
         p99_ms: u64,
     },
+}
+
+#[derive(clap::Args)]
+struct ProduceArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, default_value = "floe-bench")]
+    topic: String,
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    #[arg(long, default_value = "all")]
+    acks: String,
+    #[arg(long, default_value = "none")]
+    compression: String,
+    /// Records per second over all producers; 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    #[arg(long, default_value_t = 10_000)]
+    max_in_flight: usize,
+}
+
+impl ProduceArgs {
+    fn options(self) -> produce::ProduceOptions {
+        produce::ProduceOptions {
+            bootstrap: self.bootstrap,
+            topic: self.topic,
+            producers: self.producers,
+            record_size: self.record_size,
+            partitions: self.partitions,
+            acks: self.acks,
+            compression: self.compression,
+            rate: self.rate,
+            duration: Duration::from_secs(self.duration_secs),
+            max_in_flight: self.max_in_flight,
+            stamp: false,
+        }
+    }
+}
+
+fn print_produce(r: &produce::ProduceReport) {
+    println!(
+        "produce: {} producers, {} B records, {} partitions, acks={}, {}, rate {}",
+        r.producers,
+        r.record_size,
+        r.partitions,
+        r.acks,
+        r.compression,
+        if r.target_rate == 0 { "max".to_string() } else { format!("{}/s", r.target_rate) }
+    );
+    println!("  sent {} acked {} failed {} in {:.2} s", r.sent, r.acked, r.failed, r.seconds);
+    println!("  {:.0} records/s, {:.1} MB/s", r.records_per_s, r.mb_per_s);
+    row("ack latency", &r.ack_latency);
 }
 
 fn row(name: &str, l: &Latency) {
@@ -120,50 +158,30 @@ async fn main() -> anyhow::Result<()> {
             row("loopback round trip", &l.loopback_rtt);
             serde_json::to_string_pretty(&l)?
         }
-        Scenario::Produce {
-            bootstrap,
-            topic,
-            producers,
-            record_size,
-            partitions,
-            acks,
-            compression,
-            rate,
-            duration_secs,
-            max_in_flight,
-        } => {
-            let o = produce::ProduceOptions {
-                bootstrap,
-                topic,
-                producers,
-                record_size,
-                partitions,
-                acks,
-                compression,
-                rate,
-                duration: Duration::from_secs(duration_secs),
-                max_in_flight,
-            };
-            let (r, hist) = produce::run(&o).await?;
+        Scenario::Produce(args) => {
+            let (r, hist) = produce::run(&args.options()).await?;
+            print_produce(&r);
             if let Some(path) = &cli.svg {
                 let title = format!(
                     "produce: {} B records, acks={}, {} producers, {} partitions",
                     r.record_size, r.acks, r.producers, r.partitions
                 );
-                std::fs::write(path, floe_testing::bench::chart::svg(&title, &hist, &r.timeline, "acks"))?;
+                std::fs::write(path, chart::svg(&title, &hist, &r.timeline, "acks"))?;
             }
-            println!(
-                "produce: {} producers, {} B records, {} partitions, acks={}, {}, rate {}",
-                r.producers,
-                r.record_size,
-                r.partitions,
-                r.acks,
-                r.compression,
-                if r.target_rate == 0 { "max".to_string() } else { format!("{}/s", r.target_rate) }
-            );
-            println!("  sent {} acked {} failed {} in {:.2} s", r.sent, r.acked, r.failed, r.seconds);
-            println!("  {:.0} records/s, {:.1} MB/s", r.records_per_s, r.mb_per_s);
-            row("ack latency", &r.ack_latency);
+            serde_json::to_string_pretty(&r)?
+        }
+        Scenario::EndToEnd(args) => {
+            let (r, hist) = end_to_end::run(&args.options()).await?;
+            print_produce(&r.produce);
+            println!("  consumed {} (duplicates {})", r.consumed, r.duplicates);
+            row("end-to-end latency", &r.end_to_end);
+            if let Some(path) = &cli.svg {
+                let title = format!(
+                    "end-to-end: {} B records, rate {}/s",
+                    r.produce.record_size, r.produce.target_rate
+                );
+                std::fs::write(path, chart::svg(&title, &hist, &r.produce.timeline, "acks"))?;
+            }
             serde_json::to_string_pretty(&r)?
         }
     };
