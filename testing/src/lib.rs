@@ -47,13 +47,18 @@ pub fn floe_binary() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> -> target/<profile>/floe
-    let dir = exe.parent().and_then(Path::parent).context("test executable has no parent")?;
-    let bin = dir.join("floe");
-    if !bin.exists() {
-        bail!("{} is missing: run `cargo build --bin floe` first (testing/run-tests.sh does)", bin.display());
+    // A binary sits next to `floe` (target/<profile>/); a test one level below.
+    let here = exe.parent().context("executable has no parent")?;
+    for dir in [Some(here), here.parent()].into_iter().flatten() {
+        let bin = dir.join("floe");
+        if bin.exists() {
+            return Ok(bin);
+        }
     }
-    Ok(bin)
+    bail!(
+        "no `floe` binary next to {}: run `cargo build --bin floe` first (testing/run-tests.sh does)",
+        exe.display()
+    )
 }
 
 /// One running broker process.

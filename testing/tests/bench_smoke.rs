@@ -137,3 +137,39 @@ async fn floe_runs_behind_the_s3_latency_proxy() {
     // At least one data object and one metadata entry were written through the proxy.
     assert!(after.put >= at_start.put + 2, "{at_start:?} -> {after:?}");
 }
+
+/// upload-cost: per-partition-count rows whose PUT counts do not grow with
+/// the partition count (one object per upload, whatever the partitions).
+#[test]
+fn upload_cost_puts_do_not_scale_with_partitions() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run the tests with `bash testing/run-tests.sh`");
+    let bucket = std::env::var("FLOE_TEST_BUCKET").expect("FLOE_TEST_BUCKET");
+    let dir = tempfile::tempdir().unwrap();
+    let r = bench(
+        &[
+            "upload-cost",
+            "--upstream",
+            endpoint.trim_start_matches("http://"),
+            "--bucket",
+            &bucket,
+            "--partition-counts",
+            "1,50",
+            "--rate",
+            "1000",
+            "--duration-secs",
+            "2",
+        ],
+        &dir.path().join("cost.json"),
+    );
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{r}");
+    let puts: Vec<u64> = rows.iter().map(|row| row["requests"]["put"].as_u64().unwrap()).collect();
+    assert!(puts.iter().all(|p| *p >= 2), "each run writes at least one object and its commit: {r}");
+    assert!(puts[1] <= 2 * puts[0] + 4, "PUTs must not scale with partitions: {puts:?}");
+    for row in rows {
+        let bill = row["monthly_request_bill"].as_f64().unwrap();
+        assert!(bill.is_finite() && bill > 0.0, "{row}");
+        assert!(row["mb_written"].as_f64().unwrap() > 0.0);
+    }
+}

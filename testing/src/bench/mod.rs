@@ -6,6 +6,7 @@ pub mod chart;
 pub mod end_to_end;
 pub mod limits;
 pub mod produce;
+pub mod upload_cost;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use floe_testing::bench::{chart, end_to_end, limits, produce, Latency};
+use floe_testing::bench::{chart, end_to_end, limits, produce, upload_cost, Latency};
 use floe_testing::s3_proxy::{Delay, LatencyProxy};
 
 #[derive(Parser)]
@@ -43,6 +43,20 @@ enum Scenario {
     Produce(ProduceArgs),
     /// Produce at a target rate and tail-consume; end-to-end latency per record.
     EndToEnd(ProduceArgs),
+    /// Object-store requests per second and per GB, and the monthly request
+    /// bill, for several partition counts (starts its own Floe per count,
+    /// behind a counting proxy in front of UPSTREAM; AWS_* credentials from
+    /// the environment).
+    UploadCost {
+        #[arg(long, default_value = "127.0.0.1:8333")]
+        upstream: std::net::SocketAddr,
+        #[arg(long, default_value = "floe-test")]
+        bucket: String,
+        #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+        partition_counts: Vec<i32>,
+        #[command(flatten)]
+        load: ProduceArgs,
+    },
     /// Serve an S3 latency proxy until Ctrl-C, printing request counts each second.
     S3Proxy {
         #[arg(long, default_value = "127.0.0.1:8334")]
@@ -167,6 +181,26 @@ async fn main() -> anyhow::Result<()> {
                     r.record_size, r.acks, r.producers, r.partitions
                 );
                 std::fs::write(path, chart::svg(&title, &hist, &r.timeline, "acks"))?;
+            }
+            serde_json::to_string_pretty(&r)?
+        }
+        Scenario::UploadCost { upstream, bucket, partition_counts, load } => {
+            let r = upload_cost::run(upstream, &bucket, &partition_counts, &load.options()).await?;
+            println!("upload-cost: {} B records at {}/s", r.record_size, r.rate);
+            println!(
+                "  {:>10} {:>9} {:>9} {:>10} {:>9} {:>14}",
+                "partitions", "MB", "PUT/s", "PUT/GB", "GET/s", "$/month (req)"
+            );
+            for row in &r.rows {
+                println!(
+                    "  {:>10} {:>9.1} {:>9.2} {:>10.1} {:>9.2} {:>14.2}",
+                    row.partitions,
+                    row.mb_written,
+                    row.puts_per_s,
+                    row.puts_per_gb,
+                    row.gets_per_s,
+                    row.monthly_request_bill
+                );
             }
             serde_json::to_string_pretty(&r)?
         }
