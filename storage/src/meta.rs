@@ -32,6 +32,13 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
 }
 
+impl TopicMeta {
+    /// The stream of partition `partition`, if the topic has it.
+    pub fn stream(&self, partition: i32) -> Option<StreamId> {
+        usize::try_from(partition).ok().and_then(|i| self.streams.get(i).copied())
+    }
+}
+
 /// One stream's committed state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamMeta {

@@ -1,7 +1,7 @@
 //! The stream store: appends through the WAL, reads from the log cache or
 //! objects, topics and producer ids through the metadata log.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -120,15 +120,7 @@ impl StreamStore {
 
         let mut streams = HashMap::new();
         for (&id, s) in &state.streams {
-            let st = StreamState {
-                epoch: s.epoch,
-                next_offset: s.end_offset,
-                start_offset: s.start_offset,
-                uploaded_end: s.end_offset,
-                cache: VecDeque::new(),
-                ranges: s.ranges.iter().map(|(k, r)| (Arc::from(k.as_str()), r.clone())).collect(),
-                deleted: false,
-            };
+            let st = StreamState::from_meta(s);
             streams.insert(id, st);
         }
         let (mut replayed, mut pending) = (0usize, 0u64);
@@ -431,16 +423,7 @@ impl StreamStore {
             if map.contains_key(&id) {
                 continue;
             }
-            let epoch = state.streams.get(&id).map(|s| s.epoch).unwrap_or(0);
-            let st = StreamState {
-                epoch,
-                next_offset: 0,
-                start_offset: 0,
-                uploaded_end: 0,
-                cache: VecDeque::new(),
-                ranges: Vec::new(),
-                deleted: false,
-            };
+            let st = StreamState::from_meta(&state.streams.get(&id).cloned().unwrap_or_default());
             map.insert(id, Stream::new(id, st));
         }
     }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use crate::meta::StreamMeta;
 use crate::object::ObjectRange;
 use crate::wal::Lsn;
 use crate::StreamId;
@@ -38,6 +39,20 @@ pub(crate) struct StreamState {
 }
 
 impl StreamState {
+    /// The in-memory state of a stream as the metadata log left it: offsets
+    /// and ranges committed, nothing cached.
+    pub fn from_meta(meta: &StreamMeta) -> Self {
+        Self {
+            epoch: meta.epoch,
+            next_offset: meta.end_offset,
+            start_offset: meta.start_offset,
+            uploaded_end: meta.end_offset,
+            cache: VecDeque::new(),
+            ranges: meta.ranges.iter().map(|(k, r)| (Arc::from(k.as_str()), r.clone())).collect(),
+            deleted: false,
+        }
+    }
+
     /// Index of the cached batch holding `offset`.
     pub fn cache_index(&self, offset: i64) -> Option<usize> {
         let i = self.cache.partition_point(|b| b.end_offset <= offset);

@@ -38,9 +38,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                 .partitions
                 .into_iter()
                 .map(|p| Wanted {
-                    stream: meta.as_ref().and_then(|m| {
-                        usize::try_from(p.partition).ok().and_then(|i| m.streams.get(i).copied())
-                    }),
+                    stream: meta.as_ref().and_then(|m| m.stream(p.partition)),
                     partition: p.partition,
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,

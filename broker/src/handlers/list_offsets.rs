@@ -23,9 +23,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            let stream = meta.as_ref().and_then(|m| {
-                usize::try_from(p.partition_index).ok().and_then(|i| m.streams.get(i).copied())
-            });
+            let stream = meta.as_ref().and_then(|m| m.stream(p.partition_index));
             let Some(stream) = stream else {
                 partitions.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;

@@ -26,7 +26,7 @@ use crate::group::Committed;
 type PartitionErrors = Vec<(i32, Option<ResponseError>)>;
 
 fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
-    broker.topic(topic).is_some_and(|t| partition >= 0 && (partition as usize) < t.streams.len())
+    broker.topic(topic).is_some_and(|t| t.stream(partition).is_some())
 }
 
 pub async fn offset_commit(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {

@@ -50,8 +50,8 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                     Some(_) if Broker::is_internal(&name) => {
                         failed(ResponseError::InvalidTopicException, format!("{name} is internal"))
                     }
-                    Some(meta) => match usize::try_from(p.index).ok().and_then(|i| meta.streams.get(i)) {
-                        Some(&stream) => append(broker, meta, stream, p.records),
+                    Some(meta) => match meta.stream(p.index) {
+                        Some(stream) => append(broker, meta, stream, p.records),
                         None => failed(ResponseError::UnknownTopicOrPartition, None),
                     },
                 }
