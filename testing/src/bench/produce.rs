@@ -2,7 +2,7 @@
 //! target rate (or as fast as acks come back), acks and compression as asked;
 //! ack latency is measured per record from send to delivery report.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,12 @@ pub struct ProduceOptions {
     /// Write the send time (µs since the Unix epoch, big-endian) into each
     /// record's first 8 bytes, for end-to-end latency.
     pub stamp: bool,
+    /// Stop after this many records per producer (0 = no limit).
+    pub limit_records: u64,
+    /// Stop early when this is set (for a background load another phase ends).
+    pub stop: Option<Arc<AtomicBool>>,
+    /// The broker's process id on this machine, for CPU seconds per GB.
+    pub broker_pid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +57,10 @@ pub struct ProduceReport {
     pub records_per_s: f64,
     pub mb_per_s: f64,
     pub ack_latency: Latency,
+    /// Broker CPU (user + system) spent during the run, when its pid is known.
+    pub broker_cpu_seconds: Option<f64>,
+    /// Broker CPU seconds per GB acknowledged.
+    pub cpu_seconds_per_gb: Option<f64>,
     /// Records acknowledged in each second of the run.
     pub timeline: Vec<u64>,
 }
@@ -66,6 +76,7 @@ pub async fn run(o: &ProduceOptions) -> anyhow::Result<(ProduceReport, Histogram
     let acked = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let hist = Arc::new(Mutex::new(histogram()));
+    let cpu_before = o.broker_pid.map(super::cpu::process_seconds).transpose()?;
     let started = Instant::now();
     let deadline = started + o.duration;
     let per_producer_rate = o.rate as f64 / o.producers.max(1) as f64;
@@ -84,7 +95,8 @@ pub async fn run(o: &ProduceOptions) -> anyhow::Result<(ProduceReport, Histogram
             let mut payload = vec![b'x'; o.record_size.max(if o.stamp { 8 } else { 0 })];
             let limiter = Arc::new(tokio::sync::Semaphore::new(o.max_in_flight.max(1)));
             let mut i = 0u64;
-            while Instant::now() < deadline {
+            let stopped = || o.stop.as_ref().is_some_and(|s| s.load(Ordering::Acquire));
+            while Instant::now() < deadline && !stopped() && (o.limit_records == 0 || i < o.limit_records) {
                 if per_producer_rate > 0.0 {
                     let due = started + Duration::from_secs_f64(i as f64 / per_producer_rate);
                     tokio::time::sleep_until(due.into()).await;
@@ -160,6 +172,11 @@ pub async fn run(o: &ProduceOptions) -> anyhow::Result<(ProduceReport, Histogram
         (sent.load(Ordering::Relaxed), acked.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     let hist = hist.lock().expect("histogram").clone();
     let ack_latency = Latency::from_micros(&hist);
+    let broker_cpu_seconds = match (o.broker_pid, cpu_before) {
+        (Some(pid), Some(before)) => Some(super::cpu::process_seconds(pid)? - before),
+        _ => None,
+    };
+    let gb = acked as f64 * o.record_size as f64 / 1e9;
     let report = ProduceReport {
         scenario: "produce",
         producers: o.producers,
@@ -175,6 +192,8 @@ pub async fn run(o: &ProduceOptions) -> anyhow::Result<(ProduceReport, Histogram
         records_per_s: acked as f64 / seconds,
         mb_per_s: (acked as f64 * o.record_size as f64) / seconds / 1e6,
         ack_latency,
+        broker_cpu_seconds,
+        cpu_seconds_per_gb: broker_cpu_seconds.filter(|_| gb > 0.0).map(|c| c / gb),
         timeline,
     };
     Ok((report, hist))

@@ -1,16 +1,13 @@
 //! The `upload-cost` scenario: object-store requests per second and per GB
 //! at a given load, for several partition counts, and the monthly S3 request
-//! bill that implies at list prices. Each partition count runs its own Floe
-//! behind a counting proxy (no added delay) on a fresh bucket prefix.
-
-use std::net::SocketAddr;
-use std::time::Duration;
+//! bill that implies at list prices. Each partition count runs its own
+//! broker behind the counting proxy on a fresh bucket prefix.
 
 use serde::Serialize;
 
 use super::produce::{self, ProduceOptions};
-use crate::s3_proxy::{Counts, Delay, LatencyProxy};
-use crate::{BrokerProcess, ObjectStore};
+use super::target::{Kind, TargetSpec};
+use crate::s3_proxy::{Counts, LatencyProxy};
 
 /// S3 standard list prices (us-east-1), dollars per 1,000 requests.
 pub const PUT_PRICE_PER_1000: f64 = 0.005;
@@ -33,52 +30,39 @@ pub struct CostRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct UploadCostReport {
     pub scenario: &'static str,
+    pub target: Kind,
     pub rate: u64,
     pub record_size: usize,
     pub rows: Vec<CostRow>,
 }
 
-/// Runs `load` against a fresh Floe per partition count.
+/// Runs `load` against a fresh broker per partition count, all of whose
+/// object-store requests go through `proxy`.
 pub async fn run(
-    upstream: SocketAddr,
-    bucket: &str,
+    spec: &TargetSpec,
+    proxy: &LatencyProxy,
     partition_counts: &[i32],
     load: &ProduceOptions,
+    run_id: &str,
 ) -> anyhow::Result<UploadCostReport> {
+    let endpoint = format!("http://{}", proxy.addr);
     let mut rows = Vec::new();
     for &partitions in partition_counts {
-        let proxy = LatencyProxy::start("127.0.0.1:0".parse()?, upstream, Delay::NONE).await?;
-        let endpoint = format!("http://{}", proxy.addr);
-        let scratch = tempfile::tempdir()?;
-        let store =
-            ObjectStore { url: format!("s3://{bucket}/upload-cost-{}-{partitions}", std::process::id()) };
-        let count = partitions.to_string();
-        let mut broker = BrokerProcess::start_with_env(
-            &scratch.path().join("data"),
-            &store,
-            &["--num-partitions", &count],
-            &[("AWS_ENDPOINT_URL", &endpoint)],
-        )?;
+        let prefix = format!("{run_id}-cost-{}-{partitions}", spec.kind.name());
+        let mut broker = spec.start(&endpoint, &prefix)?;
         let before = proxy.counts.snapshot();
         let o = ProduceOptions {
             bootstrap: broker.bootstrap(),
             topic: "upload-cost".into(),
             partitions,
+            broker_pid: broker.pid(),
             ..load.clone()
         };
         let (r, _) = produce::run(&o).await?;
-        // Graceful stop uploads the tail: every byte produced is paid for.
-        let status = broker.stop()?;
-        anyhow::ensure!(status.success(), "floe exited with {status}");
+        // A graceful stop uploads the tail: every byte produced is paid for.
+        broker.stop()?;
         let after = proxy.counts.snapshot();
-        let d = Counts {
-            put: after.put - before.put,
-            get: after.get - before.get,
-            list: after.list - before.list,
-            head: after.head - before.head,
-            delete: after.delete - before.delete,
-            other: after.other - before.other,
-        };
+        let d = after.since(&before);
         let seconds = r.seconds.max(0.001);
         let gb = r.acked as f64 * r.record_size as f64 / 1e9;
         let puts_per_s = d.put as f64 / seconds;
@@ -95,8 +79,12 @@ pub async fn run(
                 / 1000.0
                 * SECONDS_PER_MONTH,
         });
-        drop(proxy);
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(UploadCostReport { scenario: "upload-cost", rate: load.rate, record_size: load.record_size, rows })
+    Ok(UploadCostReport {
+        scenario: "upload-cost",
+        target: spec.kind,
+        rate: load.rate,
+        record_size: load.record_size,
+        rows,
+    })
 }

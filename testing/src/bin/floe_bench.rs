@@ -3,6 +3,7 @@
 //!
 //!     floe-bench limits --dir /var/lib/floe
 //!     floe-bench produce --bootstrap 127.0.0.1:9092 --producers 2 --record-size 1024 --rate 0 --duration-secs 10
+//!     floe-bench compare --targets floe,tansu --out bench-results --json bench-results/compare.json
 
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its report
 
@@ -10,7 +11,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use floe_testing::bench::{chart, end_to_end, limits, produce, upload_cost, Latency};
+use floe_testing::bench::catch_up::{self, CatchUpOptions};
+use floe_testing::bench::chart::{self, Series};
+use floe_testing::bench::compare::{self, CompareOptions, S3Latency};
+use floe_testing::bench::target::{Kind, TargetSpec};
+use floe_testing::bench::{end_to_end, limits, produce, table, upload_cost, Latency};
 use floe_testing::s3_proxy::{Delay, LatencyProxy};
 
 #[derive(Parser)]
@@ -43,20 +48,38 @@ enum Scenario {
     Produce(ProduceArgs),
     /// Produce at a target rate and tail-consume; end-to-end latency per record.
     EndToEnd(ProduceArgs),
+    /// Write a history, (optionally) restart the broker so it is only in
+    /// object storage, then read it while a live load of --rate records/s
+    /// runs; read MB/s and the live load's p99 before and during the read.
+    CatchUp {
+        #[arg(long, default_value_t = 256)]
+        history_mb: u64,
+        /// Run through `sh -c` between writing and reading, to make the
+        /// broker's caches cold (e.g. "systemctl restart floe"). Without it
+        /// the read may be served from memory, and the report says so.
+        #[arg(long)]
+        restart_cmd: Option<String>,
+        #[command(flatten)]
+        load: ProduceArgs,
+    },
     /// Object-store requests per second and per GB, and the monthly request
-    /// bill, for several partition counts (starts its own Floe per count,
+    /// bill, for several partition counts (starts its own broker per count,
     /// behind a counting proxy in front of UPSTREAM; AWS_* credentials from
     /// the environment).
     UploadCost {
-        #[arg(long, default_value = "127.0.0.1:8333")]
-        upstream: std::net::SocketAddr,
-        #[arg(long, default_value = "floe-test")]
-        bucket: String,
+        #[command(flatten)]
+        s3: S3Args,
+        #[arg(long, value_enum, default_value = "floe")]
+        target: Kind,
         #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
         partition_counts: Vec<i32>,
         #[command(flatten)]
         load: ProduceArgs,
     },
+    /// The limits, then every scenario against each target at each S3
+    /// latency, in one run: a table of ratios, JSON (--json), and pictures
+    /// in --out.
+    Compare(CompareArgs),
     /// Serve an S3 latency proxy until Ctrl-C, printing request counts each second.
     S3Proxy {
         #[arg(long, default_value = "127.0.0.1:8334")]
@@ -70,6 +93,132 @@ enum Scenario {
         #[arg(long, default_value_t = 100)]
         p99_ms: u64,
     },
+}
+
+#[derive(clap::Args)]
+struct S3Args {
+    /// The S3 server the brokers use (behind the counting/latency proxy).
+    #[arg(long, default_value = "127.0.0.1:8333")]
+    upstream: std::net::SocketAddr,
+    #[arg(long, env = "FLOE_TEST_BUCKET", default_value = "floe-test")]
+    bucket: String,
+    /// The peer's binary (`bash testing/scripts/tansu.sh install` puts it in .floe-test/bin).
+    #[arg(long, env = "FLOE_BENCH_TANSU")]
+    tansu_bin: Option<PathBuf>,
+}
+
+impl S3Args {
+    fn spec(&self, kind: Kind) -> TargetSpec {
+        TargetSpec { kind, tansu_bin: self.tansu_bin.clone(), bucket: self.bucket.clone() }
+    }
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    s3: S3Args,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "floe,tansu")]
+    targets: Vec<Kind>,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "produce,end-to-end,catch-up,upload-cost"
+    )]
+    scenarios: Vec<compare::Scenario>,
+    /// The "real" latency added to each S3 request: median and p99, in ms
+    /// (S3 standard is about 30 and 100). "local" adds nothing.
+    #[arg(long, default_value_t = 30)]
+    real_median_ms: u64,
+    #[arg(long, default_value_t = 100)]
+    real_p99_ms: u64,
+    /// Which latencies to run at.
+    #[arg(long, value_delimiter = ',', default_value = "local,real")]
+    s3_latencies: Vec<String>,
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    #[arg(long, default_value = "all")]
+    acks: String,
+    #[arg(long, default_value = "none")]
+    compression: String,
+    /// Length of each timed phase.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    #[arg(long, default_value_t = 10_000)]
+    max_in_flight: usize,
+    #[arg(long, default_value_t = 5_000)]
+    e2e_rate: u64,
+    #[arg(long, default_value_t = 5_000)]
+    live_rate: u64,
+    #[arg(long, default_value_t = 256)]
+    history_mb: u64,
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+    cost_partitions: Vec<i32>,
+    #[arg(long, default_value_t = 5_000)]
+    cost_rate: u64,
+    /// Where the limits are measured; the brokers' WALs are under the
+    /// system temporary directory, so that is the default.
+    #[arg(long)]
+    limits_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 2000)]
+    limits_small_writes: usize,
+    #[arg(long, default_value_t = 256)]
+    limits_large_mib: usize,
+    /// Directory for the pictures (one per scenario and latency) and table.txt.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl CompareArgs {
+    fn options(self) -> anyhow::Result<CompareOptions> {
+        let latencies = self
+            .s3_latencies
+            .iter()
+            .map(|l| match l.as_str() {
+                "local" => Ok(S3Latency { label: "local".into(), median_ms: 0, p99_ms: 0 }),
+                "real" => Ok(S3Latency {
+                    label: "real".into(),
+                    median_ms: self.real_median_ms,
+                    p99_ms: self.real_p99_ms,
+                }),
+                other => anyhow::bail!("unknown S3 latency {other:?}: local or real"),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let load = ProduceArgs {
+            bootstrap: String::new(),
+            topic: "bench".into(),
+            producers: self.producers,
+            record_size: self.record_size,
+            partitions: self.partitions,
+            acks: self.acks,
+            compression: self.compression,
+            rate: 0,
+            duration_secs: self.duration_secs,
+            max_in_flight: self.max_in_flight,
+            broker_pid: None,
+        }
+        .options();
+        Ok(CompareOptions {
+            targets: self.targets.iter().map(|k| self.s3.spec(*k)).collect(),
+            latencies,
+            scenarios: self.scenarios,
+            upstream: self.s3.upstream,
+            load,
+            e2e_rate: self.e2e_rate,
+            live_rate: self.live_rate,
+            history_bytes: self.history_mb << 20,
+            cost_partitions: self.cost_partitions,
+            cost_rate: self.cost_rate,
+            limits_dir: self.limits_dir.unwrap_or_else(std::env::temp_dir),
+            limits_small_writes: self.limits_small_writes,
+            limits_large_mib: self.limits_large_mib,
+            out: self.out,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -95,6 +244,9 @@ struct ProduceArgs {
     duration_secs: u64,
     #[arg(long, default_value_t = 10_000)]
     max_in_flight: usize,
+    /// The broker's pid on this machine, to report its CPU seconds per GB.
+    #[arg(long)]
+    broker_pid: Option<u32>,
 }
 
 impl ProduceArgs {
@@ -111,6 +263,9 @@ impl ProduceArgs {
             duration: Duration::from_secs(self.duration_secs),
             max_in_flight: self.max_in_flight,
             stamp: false,
+            limit_records: 0,
+            stop: None,
+            broker_pid: self.broker_pid,
         }
     }
 }
@@ -128,6 +283,9 @@ fn print_produce(r: &produce::ProduceReport) {
     println!("  sent {} acked {} failed {} in {:.2} s", r.sent, r.acked, r.failed, r.seconds);
     println!("  {:.0} records/s, {:.1} MB/s", r.records_per_s, r.mb_per_s);
     row("ack latency", &r.ack_latency);
+    if let (Some(cpu), Some(per_gb)) = (r.broker_cpu_seconds, r.cpu_seconds_per_gb) {
+        println!("  broker CPU {cpu:.2} s, {per_gb:.2} s per GB");
+    }
 }
 
 fn row(name: &str, l: &Latency) {
@@ -180,13 +338,17 @@ async fn main() -> anyhow::Result<()> {
                     "produce: {} B records, acks={}, {} producers, {} partitions",
                     r.record_size, r.acks, r.producers, r.partitions
                 );
-                std::fs::write(path, chart::svg(&title, &hist, &r.timeline, "acks"))?;
+                let series = [Series { name: "floe-bench", latency_us: &hist, per_second: &r.timeline }];
+                std::fs::write(path, chart::svg(&title, &series, "acks"))?;
             }
             serde_json::to_string_pretty(&r)?
         }
-        Scenario::UploadCost { upstream, bucket, partition_counts, load } => {
-            let r = upload_cost::run(upstream, &bucket, &partition_counts, &load.options()).await?;
-            println!("upload-cost: {} B records at {}/s", r.record_size, r.rate);
+        Scenario::UploadCost { s3, target, partition_counts, load } => {
+            let proxy = LatencyProxy::start("127.0.0.1:0".parse()?, s3.upstream, Delay::NONE).await?;
+            let run_id = format!("upload-cost-{}", std::process::id());
+            let r = upload_cost::run(&s3.spec(target), &proxy, &partition_counts, &load.options(), &run_id)
+                .await?;
+            println!("upload-cost: {}, {} B records at {}/s", target.name(), r.record_size, r.rate);
             println!(
                 "  {:>10} {:>9} {:>9} {:>10} {:>9} {:>14}",
                 "partitions", "MB", "PUT/s", "PUT/GB", "GET/s", "$/month (req)"
@@ -204,6 +366,54 @@ async fn main() -> anyhow::Result<()> {
             }
             serde_json::to_string_pretty(&r)?
         }
+        Scenario::CatchUp { history_mb, restart_cmd, load } => {
+            anyhow::ensure!(load.rate > 0, "catch-up needs --rate > 0: the live load's records per second");
+            let c = CatchUpOptions {
+                history_bytes: history_mb << 20,
+                history_partitions: load.partitions,
+                baseline: Duration::from_secs(load.duration_secs),
+                read_timeout: Duration::from_secs(600),
+                load: load.options(),
+            };
+            let history = catch_up::write_history(&c).await?;
+            eprintln!("[catch-up] wrote {} records in {:.1} s", history.records, history.write_seconds);
+            let cold = match &restart_cmd {
+                Some(cmd) => {
+                    let status = std::process::Command::new("sh").arg("-c").arg(cmd).status()?;
+                    anyhow::ensure!(status.success(), "--restart-cmd exited with {status}");
+                    true
+                }
+                None => {
+                    eprintln!("[catch-up] no --restart-cmd: the history may still be in the broker's memory");
+                    false
+                }
+            };
+            let r = catch_up::read_while_producing(&c, history, cold).await?;
+            println!(
+                "catch-up: {:.0} MB history ({} caches), live load {}/s",
+                r.history.bytes as f64 / 1e6,
+                if r.cold { "cold" } else { "possibly warm" },
+                r.baseline.target_rate
+            );
+            println!(
+                "  read {} records in {:.2} s: {:.1} MB/s, first record after {:.1} ms",
+                r.read_records, r.read_seconds, r.read_mb_per_s, r.first_record_ms
+            );
+            row("live acks before read", &r.baseline.ack_latency);
+            row("live acks during read", &r.during_read.ack_latency);
+            println!("  p99 worsened {:.2}x", r.p99_worsening);
+            serde_json::to_string_pretty(&r)?
+        }
+        Scenario::Compare(args) => {
+            let o = args.options()?;
+            let r = compare::run(&o).await?;
+            let text = table::render(&r);
+            println!("{text}");
+            if let Some(dir) = &o.out {
+                std::fs::write(dir.join("table.txt"), &text)?;
+            }
+            serde_json::to_string_pretty(&r)?
+        }
         Scenario::EndToEnd(args) => {
             let (r, hist) = end_to_end::run(&args.options()).await?;
             print_produce(&r.produce);
@@ -214,7 +424,9 @@ async fn main() -> anyhow::Result<()> {
                     "end-to-end: {} B records, rate {}/s",
                     r.produce.record_size, r.produce.target_rate
                 );
-                std::fs::write(path, chart::svg(&title, &hist, &r.produce.timeline, "acks"))?;
+                let series =
+                    [Series { name: "floe-bench", latency_us: &hist, per_second: &r.produce.timeline }];
+                std::fs::write(path, chart::svg(&title, &series, "acks"))?;
             }
             serde_json::to_string_pretty(&r)?
         }
