@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::config::BrokerConfig;
 use crate::group::{GroupCoordinator, OffsetStore, OFFSETS_TOPIC};
 use crate::producer_state::ProducerStates;
+use crate::stats::ProduceStats;
 use crate::topic_config;
 
 pub struct Broker {
@@ -20,6 +21,7 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     pub offsets: OffsetStore,
     pub cluster_id: String,
+    pub produce_stats: ProduceStats,
 }
 
 impl Broker {
@@ -31,7 +33,15 @@ impl Broker {
         let groups = GroupCoordinator::start(config.group_initial_rebalance_delay);
         // One cluster per bucket: a stable id derived from the object store URL.
         let cluster_id = format!("floe-{:016x}", fnv1a(config.object_store.as_bytes()));
-        Ok(Self { config, store, producers, groups, offsets, cluster_id })
+        Ok(Self {
+            config,
+            store,
+            producers,
+            groups,
+            offsets,
+            cluster_id,
+            produce_stats: ProduceStats::default(),
+        })
     }
 
     /// Topics clients may not write, create, grow or delete.

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use floe_protocol::frame::request_length;
@@ -27,8 +28,8 @@ pub async fn serve(
     mut stop: broadcast::Receiver<()>,
 ) {
     let (mut reader, writer) = socket.into_split();
-    let (tx, rx) = mpsc::channel::<Reply>(PIPELINE_DEPTH);
-    let write_task = tokio::spawn(write_replies(writer, rx, peer));
+    let (tx, rx) = mpsc::channel::<(Reply, Instant)>(PIPELINE_DEPTH);
+    let write_task = tokio::spawn(write_replies(broker.clone(), writer, rx, peer));
     let max = broker.config.max_request_bytes;
     loop {
         let mut prefix = [0u8; 4];
@@ -51,6 +52,7 @@ pub async fn serve(
             tracing::debug!(%peer, len, "connection closed mid-request");
             break;
         }
+        let received = Instant::now();
         let reply = match RequestFrame::parse(body.freeze()) {
             Ok(frame) => handlers::handle(&broker, frame, peer).await,
             Err(DecodeError::UnsupportedVersion {
@@ -64,7 +66,7 @@ pub async fn serve(
             tracing::warn!(%peer, %reason, "closing connection");
             break;
         }
-        if tx.send(reply).await.is_err() {
+        if tx.send((reply, received)).await.is_err() {
             break; // the writer failed: the socket is gone
         }
     }
@@ -73,21 +75,31 @@ pub async fn serve(
 }
 
 async fn write_replies(
+    broker: Arc<Broker>,
     writer: tokio::net::tcp::OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Reply>,
+    mut rx: mpsc::Receiver<(Reply, Instant)>,
     peer: SocketAddr,
 ) {
+    let stats = &broker.produce_stats;
     let mut writer = BufWriter::new(writer);
-    while let Some(reply) = rx.recv().await {
+    // Receive times of durable replies written but not yet flushed.
+    let mut unflushed: Vec<Instant> = Vec::new();
+    while let Some((reply, received)) = rx.recv().await {
         let bytes = match reply {
             Reply::Now(bytes) => bytes,
             Reply::Later(future) => {
                 // Earlier responses must not wait in the buffer while this
                 // one waits for its fsync.
-                if !writer.buffer().is_empty() && writer.flush().await.is_err() {
-                    return;
+                if !writer.buffer().is_empty() {
+                    if writer.flush().await.is_err() {
+                        return;
+                    }
+                    unflushed.drain(..).for_each(|t| stats.to_sent.record(t.elapsed()));
                 }
-                future.await
+                let bytes = future.await;
+                stats.to_durable.record(received.elapsed());
+                unflushed.push(received);
+                bytes
             }
             Reply::Nothing | Reply::Close(_) => continue,
         };
@@ -97,8 +109,11 @@ async fn write_replies(
         }
         // Flush when no further response is ready, so pipelined responses
         // share a syscall.
-        if rx.is_empty() && writer.flush().await.is_err() {
-            return;
+        if rx.is_empty() {
+            if writer.flush().await.is_err() {
+                return;
+            }
+            unflushed.drain(..).for_each(|t| stats.to_sent.record(t.elapsed()));
         }
     }
     let _ = writer.shutdown().await;

@@ -7,4 +7,5 @@ pub mod group;
 pub mod handlers;
 pub mod producer_state;
 pub mod server;
+pub mod stats;
 pub mod topic_config;

@@ -61,7 +61,15 @@ async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
     };
-    floe_broker::server::serve(broker, listener, shutdown).await;
+    floe_broker::server::serve(broker.clone(), listener, shutdown).await;
+    let wal = store.wal_stats();
+    tracing::info!(
+        to_durable = %broker.produce_stats.to_durable.summary(),
+        to_sent = %broker.produce_stats.to_sent.summary(),
+        wal_queue_wait = %wal.queue_wait.summary(),
+        wal_commit = %wal.commit.summary(),
+        "produce latency on the broker since start"
+    );
     store.shutdown().await.context("final upload at shutdown")?;
     tracing::info!("all data uploaded and committed; bye");
     Ok(())

@@ -12,6 +12,7 @@ use crate::error::{Result, StorageError};
 use crate::object::ObjectRange;
 use crate::object_store_url::Bucket;
 
+#[derive(Clone)]
 pub(crate) struct BlockCache {
     cache: Cache<(Arc<str>, u64), Bytes>,
 }
@@ -37,6 +38,23 @@ impl BlockCache {
             .await
             .map_err(|e| StorageError::ObjectRead { key: key.to_string(), reason: e.to_string() })?;
         Ok(entry.value().clone())
+    }
+}
+
+impl BlockCache {
+    /// Starts fetching `range` into the cache in the background, unless it
+    /// is there already; a later `get` joins the same fetch.
+    pub fn prefetch(&self, bucket: &Bucket, key: Arc<str>, range: ObjectRange) {
+        if self.cache.contains(&(key.clone(), range.position)) {
+            return;
+        }
+        let (this, bucket) = (self.clone(), bucket.clone());
+        tokio::spawn(async move {
+            if let Err(error) = this.get(&bucket, &key, &range).await {
+                // The reader's own `get` will retry and report it.
+                tracing::debug!(%error, "read-ahead failed");
+            }
+        });
     }
 }
 

@@ -11,6 +11,7 @@
 mod block_cache;
 pub mod config;
 pub mod error;
+pub mod latency;
 pub mod meta;
 pub mod object;
 pub mod object_store_url;

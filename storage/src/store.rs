@@ -265,6 +265,11 @@ impl StreamStore {
         Ok(StreamOffsets { start_offset, high_watermark: stream.high_watermark() })
     }
 
+    /// Latency of the WAL's queue and group commits since start.
+    pub fn wal_stats(&self) -> &crate::wal::WalStats {
+        self.inner.wal.stats()
+    }
+
     /// Watches durability: changes whenever new data may be readable.
     pub fn data_arrivals(&self) -> watch::Receiver<Lsn> {
         self.inner.wal.watch_durable()
@@ -305,9 +310,16 @@ impl StreamStore {
                     "stream {id} has no data for offset {offset} below its high watermark"
                 )));
             };
-            (st.start_offset, (key, range))
+            let next = st.range_for(range.end_offset).cloned();
+            (st.start_offset, (key, range, next))
         };
-        let (key, range) = source;
+        let (key, range, next) = source;
+        // Read ahead: a reader in this range will want the next one, so its
+        // GET overlaps with serving this one instead of stalling the reader
+        // once per range.
+        if let Some((next_key, next_range)) = next {
+            self.inner.blocks.prefetch(&self.inner.bucket, next_key, next_range);
+        }
         let data = self.inner.blocks.get(&self.inner.bucket, &key, &range).await?;
         let batches = crate::block_cache::batches_from(&data, offset, max_bytes, &key)?;
         Ok(ReadResult { batches, high_watermark, start_offset })

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::error::{Result, StorageError};
+use crate::latency::LatencyRecorder;
 use crate::StreamId;
 
 /// A position in the WAL (byte address across all segments).
@@ -73,6 +74,16 @@ struct Pending {
     record: WalRecord,
     lsn: Lsn,
     done: DurableCallback,
+    queued: std::time::Instant,
+}
+
+/// Where a WAL append's time goes, for the shutdown summary and benchmarks.
+#[derive(Default)]
+pub struct WalStats {
+    /// From the oldest entry of a group being queued to its write starting.
+    pub queue_wait: LatencyRecorder,
+    /// One group's write and fdatasync.
+    pub commit: LatencyRecorder,
 }
 
 #[derive(Default)]
@@ -90,6 +101,7 @@ struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
     segment_bytes: u64,
+    stats: WalStats,
 }
 
 /// Handle to the WAL; cheap to clone.
@@ -142,6 +154,7 @@ impl Wal {
             queue: Mutex::new(Queue { next_lsn, ..Queue::default() }),
             wake: Condvar::new(),
             segment_bytes,
+            stats: WalStats::default(),
         });
         let mut writer = Writer::new(dir, segment_bytes, active_start, next_lsn, segments, spare)
             .map_err(StorageError::Wal)?;
@@ -177,10 +190,15 @@ impl Wal {
         }
         let lsn = q.next_lsn;
         q.next_lsn += len;
-        q.pending.push(Pending { record, lsn, done });
+        q.pending.push(Pending { record, lsn, done, queued: std::time::Instant::now() });
         drop(q);
         self.shared.wake.notify_one();
         Ok(lsn)
+    }
+
+    /// Latency of the WAL's queue and group commits so far.
+    pub fn stats(&self) -> &WalStats {
+        &self.shared.stats
     }
 
     /// The LSN below which everything is durable.
@@ -285,7 +303,11 @@ impl Writer {
             self.recycle(trim_to);
             if !batch.is_empty() {
                 let end = batch.last().map(|p| p.lsn + entry_len(p.record.payload.len()) as Lsn);
-                match self.write(&batch) {
+                shared.stats.queue_wait.record(batch[0].queued.elapsed());
+                let started = std::time::Instant::now();
+                let written = self.write(&batch);
+                shared.stats.commit.record(started.elapsed());
+                match written {
                     Ok(()) => {
                         // Callbacks first: whoever watches the durable LSN must
                         // find the streams' high watermarks already moved.

@@ -173,3 +173,65 @@ fn upload_cost_puts_do_not_scale_with_partitions() {
         assert!(row["mb_written"].as_f64().unwrap() > 0.0);
     }
 }
+
+/// compare: Floe and tansu side by side at local S3 latency, every scenario
+/// briefly. Floe's reports must add up (every acked record consumed once,
+/// the whole cold history read back); the peer's must be present. The table
+/// has a row per figure and a ratio column.
+#[test]
+fn compare_runs_every_scenario_against_floe_and_the_peer() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run the tests with `bash testing/run-tests.sh`");
+    std::env::var("FLOE_BENCH_TANSU")
+        .expect("FLOE_BENCH_TANSU is not set: testing/scripts/setup.sh installs tansu");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let json = dir.path().join("compare.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_floe-bench"))
+        .args(["--json", json.to_str().unwrap(), "compare", "--upstream"])
+        .arg(endpoint.trim_start_matches("http://"))
+        .args(["--targets", "floe,tansu", "--s3-latencies", "local", "--duration-secs", "1"])
+        .args(["--history-mb", "2", "--e2e-rate", "100", "--live-rate", "100", "--cost-rate", "200"])
+        .args(["--cost-partitions", "1,4", "--limits-small-writes", "50", "--limits-large-mib", "8"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run floe-bench compare");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "one run per target: {r}");
+    for run in runs {
+        for part in ["produce_max", "produce_half", "end_to_end", "catch_up", "upload_cost"] {
+            assert!(run[part].is_object(), "{} has no {part}: {run}", run["target"]);
+        }
+    }
+    let floe = runs.iter().find(|r| r["target"] == "floe").unwrap();
+    let max = &floe["produce_max"];
+    assert_eq!(max["failed"].as_u64(), Some(0));
+    assert!(max["cpu_seconds_per_gb"].as_f64().unwrap() > 0.0, "broker CPU is measured: {max}");
+    latency_is_ordered(&floe["produce_half"]["ack_latency"]);
+    let e2e = &floe["end_to_end"];
+    assert_eq!(e2e["consumed"], e2e["produce"]["acked"], "{e2e}");
+    let c = &floe["catch_up"];
+    assert_eq!(c["cold"], true);
+    assert!(c["history"]["records"].as_u64().unwrap() >= 2048, "2 MB of 1 KiB records: {c}");
+    assert_eq!(c["read_records"], c["history"]["records"], "the whole history is read back: {c}");
+    assert!(c["read_mb_per_s"].as_f64().unwrap() > 0.0);
+    latency_is_ordered(&c["during_read"]["ack_latency"]);
+    assert_eq!(floe["upload_cost"]["rows"].as_array().unwrap().len(), 2);
+
+    for row in
+        ["produce max MB/s", "ack p99 ms @ half max", "end-to-end p99 ms", "catch-up read MB/s", "PUT/s @ 4"]
+    {
+        let line =
+            stdout.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no {row:?} in\n{stdout}"));
+        let ratio = |t: &str| t.strip_suffix('x').is_some_and(|n| n.parse::<f64>().is_ok());
+        assert!(line.split_whitespace().any(ratio), "a ratio on {line:?}");
+    }
+    assert!(stdout.contains("floe/tansu"), "{stdout}");
+    for picture in ["produce-local.svg", "end-to-end-local.svg", "table.txt"] {
+        assert!(out.join(picture).exists(), "{picture} was not written");
+    }
+}

@@ -26,6 +26,9 @@ pub struct CatchUpOptions {
     pub history_partitions: i32,
     /// How long the live load runs alone first, for the baseline p99.
     pub baseline: Duration,
+    /// Stop writing the history after this long, even if it is smaller than
+    /// `history_bytes` (a slow peer); the report has the size written.
+    pub write_timeout: Duration,
     /// Give up reading after this long.
     pub read_timeout: Duration,
 }
@@ -73,7 +76,7 @@ pub async fn write_history(o: &CatchUpOptions) -> anyhow::Result<History> {
         rate: 0,
         limit_records: records,
         // The record limit ends the write; the duration only bounds it.
-        duration: o.read_timeout,
+        duration: o.write_timeout,
         stamp: false,
         stop: None,
         broker_pid: None,

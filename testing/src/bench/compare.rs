@@ -173,6 +173,7 @@ pub async fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
                             history_bytes: o.history_bytes,
                             history_partitions: o.load.partitions,
                             baseline: o.load.duration.min(std::time::Duration::from_secs(5)),
+                            write_timeout: std::time::Duration::from_secs(60),
                             read_timeout: std::time::Duration::from_secs(300),
                         };
                         let history = catch_up::write_history(&c).await?;

@@ -372,6 +372,7 @@ async fn main() -> anyhow::Result<()> {
                 history_bytes: history_mb << 20,
                 history_partitions: load.partitions,
                 baseline: Duration::from_secs(load.duration_secs),
+                write_timeout: Duration::from_secs(600),
                 read_timeout: Duration::from_secs(600),
                 load: load.options(),
             };
