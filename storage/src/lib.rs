@@ -15,6 +15,7 @@ pub mod latency;
 pub mod meta;
 pub mod object;
 pub mod object_store_url;
+mod segment_pool;
 mod store;
 mod stream;
 mod uploader;

@@ -27,6 +27,7 @@ use tokio::sync::watch;
 
 use crate::error::{Result, StorageError};
 use crate::latency::LatencyRecorder;
+use crate::segment_pool::SegmentPool;
 use crate::StreamId;
 
 /// A position in the WAL (byte address across all segments).
@@ -242,8 +243,8 @@ struct Writer {
     active: Option<(Lsn, File)>,
     /// Every segment on disk that holds live (untrimmed) data, by start LSN.
     live: Vec<Lsn>,
-    /// Segment files ready for reuse.
-    spare: VecDeque<PathBuf>,
+    /// Segment files ready for use, kept stocked off this thread.
+    pool: SegmentPool,
     /// Aligned staging buffer; `buf_pos` bytes of it are valid and start at
     /// `buf_lsn`, a block boundary.
     buf: AlignedBuf,
@@ -260,12 +261,13 @@ impl Writer {
         live: Vec<Lsn>,
         spare: VecDeque<PathBuf>,
     ) -> io::Result<Self> {
+        let live = live.into_iter().filter(|s| !spare.contains(&segment_path(dir, *s))).collect();
         let mut w = Writer {
             dir: dir.to_path_buf(),
             segment_bytes,
             active: None,
-            live: live.into_iter().filter(|s| !spare.contains(&segment_path(dir, *s))).collect(),
-            spare,
+            live,
+            pool: SegmentPool::start(dir, segment_bytes, spare)?,
             buf: AlignedBuf::new(segment_bytes as usize / 4),
             buf_lsn: next_lsn & !(BLOCK as u64 - 1),
             buf_pos: 0,
@@ -398,14 +400,8 @@ impl Writer {
 
     fn open_segment(&mut self, start: Lsn) -> io::Result<()> {
         let path = segment_path(&self.dir, start);
-        self.spare.retain(|p| p != &path);
-        if !path.exists() {
-            match self.spare.pop_front() {
-                Some(old) => std::fs::rename(&old, &path)?,
-                None => preallocate(&path, self.segment_bytes)?,
-            }
-            File::open(&self.dir)?.sync_all()?;
-        }
+        self.pool.place_now(&path)?;
+        self.pool.place_later(segment_path(&self.dir, start + self.segment_bytes));
         self.active = Some((start, open_direct(&path)?));
         if !self.live.contains(&start) {
             self.live.push(start);
@@ -413,8 +409,7 @@ impl Writer {
         Ok(())
     }
 
-    /// Segments that end at or below `trim_to` become spares (two are kept for
-    /// reuse; the rest are deleted).
+    /// Segments that end at or below `trim_to` go back to the pool.
     fn recycle(&mut self, trim_to: Lsn) {
         let active = self.active.as_ref().map(|(s, _)| *s);
         let seg = self.segment_bytes;
@@ -422,12 +417,7 @@ impl Writer {
             self.live.iter().partition(|&&s| s + seg <= trim_to && Some(s) != active);
         self.live = keep;
         for s in done {
-            let path = segment_path(&self.dir, s);
-            if self.spare.len() < 2 {
-                self.spare.push_back(path);
-            } else if let Err(error) = std::fs::remove_file(&path) {
-                tracing::warn!(%error, path = %path.display(), "cannot delete trimmed WAL segment");
-            }
+            self.pool.give_back(segment_path(&self.dir, s));
         }
     }
 }
@@ -501,22 +491,6 @@ fn list_segments(dir: &Path) -> io::Result<Vec<Lsn>> {
 
 fn segment_path(dir: &Path, start: Lsn) -> PathBuf {
     dir.join(format!("{start:020}.wal"))
-}
-
-/// Creates a zero-filled segment through a temporary name, so a crash never
-/// leaves a short segment behind.
-fn preallocate(path: &Path, size: u64) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < size {
-        let n = zeros.len().min((size - at) as usize);
-        file.write_all_at(&zeros[..n], at)?;
-        at += n as u64;
-    }
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Opens a segment for direct I/O; file systems without `O_DIRECT` (tmpfs) get

@@ -39,6 +39,8 @@ pub struct ProduceOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// The broker's process id on this machine, for CPU seconds per GB.
     pub broker_pid: Option<u32>,
+    /// Extra librdkafka producer properties (`-X key=value`), applied last.
+    pub client_config: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,13 +84,17 @@ pub async fn run(o: &ProduceOptions) -> anyhow::Result<(ProduceReport, Histogram
     let per_producer_rate = o.rate as f64 / o.producers.max(1) as f64;
     let mut tasks = Vec::new();
     for n in 0..o.producers.max(1) {
-        let producer: FutureProducer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &o.bootstrap)
             .set("acks", &o.acks)
             .set("compression.type", &o.compression)
             .set("linger.ms", "1")
-            .set("queue.buffering.max.messages", "1000000")
-            .create()?;
+            .set("queue.buffering.max.messages", "1000000");
+        for (k, v) in &o.client_config {
+            config.set(k, v);
+        }
+        let producer: FutureProducer = config.create()?;
         let (o, sent, acked, failed, hist) =
             (o.clone(), sent.clone(), acked.clone(), failed.clone(), hist.clone());
         tasks.push(tokio::spawn(async move {

@@ -150,6 +150,9 @@ struct CompareArgs {
     duration_secs: u64,
     #[arg(long, default_value_t = 10_000)]
     max_in_flight: usize,
+    /// A librdkafka producer property for every scenario (repeatable).
+    #[arg(short = 'X', value_parser = key_value)]
+    client_config: Vec<(String, String)>,
     #[arg(long, default_value_t = 5_000)]
     e2e_rate: u64,
     #[arg(long, default_value_t = 5_000)]
@@ -200,6 +203,7 @@ impl CompareArgs {
             duration_secs: self.duration_secs,
             max_in_flight: self.max_in_flight,
             broker_pid: None,
+            client_config: self.client_config,
         }
         .options();
         Ok(CompareOptions {
@@ -247,6 +251,16 @@ struct ProduceArgs {
     /// The broker's pid on this machine, to report its CPU seconds per GB.
     #[arg(long)]
     broker_pid: Option<u32>,
+    /// A librdkafka producer property, as in kcat (repeatable), e.g.
+    /// `-X linger.ms=5 -X socket.nagle.disable=true`.
+    #[arg(short = 'X', value_parser = key_value)]
+    client_config: Vec<(String, String)>,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
 }
 
 impl ProduceArgs {
@@ -266,6 +280,7 @@ impl ProduceArgs {
             limit_records: 0,
             stop: None,
             broker_pid: self.broker_pid,
+            client_config: self.client_config,
         }
     }
 }
