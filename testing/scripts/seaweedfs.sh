@@ -10,6 +10,9 @@
 # (master 9333/19333, volume 9340/19340, filer 8888/18888, S3 gRPC 18333, ...), so only one
 # such server can run on a machine at a time: give each test its own prefix in the one bucket.
 #
+# FLOE_WEED_DATA moves its data directory, e.g. to /dev/shm/floe-weed for benchmarks, so the S3
+# server's writeback does not share a disk with the WAL under test (see docs/benchmarks.md).
+#
 # `start` prints, and writes to $FLOE_TEST_HOME/s3.env, the exports a caller needs:
 #   AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION FLOE_TEST_BUCKET
 set -euo pipefail
@@ -24,7 +27,7 @@ START_TIMEOUT_S=60
 STOP_TIMEOUT_S=20
 
 SW_HOME="$FLOE_TEST_HOME/seaweedfs"
-DATA_DIR="$SW_HOME/data"
+DATA_DIR="${FLOE_WEED_DATA:-$SW_HOME/data}"
 PID_FILE="$SW_HOME/weed.pid"
 LOG_FILE="$SW_HOME/weed.log"
 IDENTITIES="$SW_HOME/identities.json"

@@ -212,6 +212,14 @@ fn compare_runs_every_scenario_against_floe_and_the_peer() {
     assert_eq!(max["failed"].as_u64(), Some(0));
     assert!(max["cpu_seconds_per_gb"].as_f64().unwrap() > 0.0, "broker CPU is measured: {max}");
     latency_is_ordered(&floe["produce_half"]["ack_latency"]);
+    let broker = &floe["broker_half"];
+    assert!(broker["to_durable"]["count"].as_u64().unwrap() > 0, "Floe's own account is read: {broker}");
+    latency_is_ordered(&broker["wal_commit"]);
+    assert!(
+        broker["to_durable"]["p50_ms"].as_f64() <= floe["produce_half"]["ack_latency"]["p99_ms"].as_f64(),
+        "the broker's share is part of the client's latency: {floe}"
+    );
+    assert!(runs.iter().find(|r| r["target"] == "tansu").unwrap()["broker_half"].is_null());
     let e2e = &floe["end_to_end"];
     assert_eq!(e2e["consumed"], e2e["produce"]["acked"], "{e2e}");
     let c = &floe["catch_up"];
@@ -231,7 +239,8 @@ fn compare_runs_every_scenario_against_floe_and_the_peer() {
         assert!(line.split_whitespace().any(ratio), "a ratio on {line:?}");
     }
     assert!(stdout.contains("floe/tansu"), "{stdout}");
-    for picture in ["produce-local.svg", "end-to-end-local.svg", "table.txt"] {
+    assert!(stdout.contains("broker: WAL commit p99"), "{stdout}");
+    for picture in ["produce-local.svg", "end-to-end-local.svg", "catch-up-local.svg", "table.txt"] {
         assert!(out.join(picture).exists(), "{picture} was not written");
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -56,6 +57,8 @@ pub struct CatchUpReport {
     pub read_mb_per_s: f64,
     /// From the reader's start to its first record: the cold first fetch.
     pub first_record_ms: f64,
+    /// History records read in each second of the read.
+    pub read_timeline: Vec<u64>,
     /// The live load alone, before the read.
     pub baseline: ProduceReport,
     /// The same live load while the read ran.
@@ -101,13 +104,15 @@ fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<
 
 /// Phase two (after the caller made the broker's caches cold): the live
 /// load alone, then the live load while a reader consumes the history.
+/// Returns the report and the live load's ack latency histograms (µs),
+/// before and during the read.
 pub async fn read_while_producing(
     o: &CatchUpOptions,
     history: History,
     cold: bool,
-) -> anyhow::Result<CatchUpReport> {
+) -> anyhow::Result<(CatchUpReport, Histogram<u64>, Histogram<u64>)> {
     let live = ProduceOptions { topic: format!("{}-live", o.load.topic), ..o.load.clone() };
-    let (baseline, _) = produce::run(&ProduceOptions { duration: o.baseline, ..live.clone() }).await?;
+    let (baseline, before) = produce::run(&ProduceOptions { duration: o.baseline, ..live.clone() }).await?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let during = {
@@ -120,36 +125,43 @@ pub async fn read_while_producing(
     let partitions = o.history_partitions;
     let read = tokio::task::spawn_blocking(move || read_history(&bootstrap, &h, partitions, timeout)).await;
     stop.store(true, Ordering::Release);
-    let (during_read, _) = during.await??;
-    let (read_records, read_bytes, read_seconds, first_record_ms) = read??;
+    let (during_read, during_hist) = during.await??;
+    let read = read??;
     anyhow::ensure!(
-        read_records == history.records,
-        "read {read_records} of {} history records in {read_seconds:.1} s",
-        history.records
+        read.records == history.records,
+        "read {} of {} history records in {:.1} s",
+        read.records,
+        history.records,
+        read.seconds
     );
     let p99_worsening = during_read.ack_latency.p99_ms / baseline.ack_latency.p99_ms.max(0.001);
-    Ok(CatchUpReport {
+    let report = CatchUpReport {
         scenario: "catch-up",
         history,
         cold,
-        read_records,
-        read_seconds,
-        read_mb_per_s: read_bytes as f64 / read_seconds.max(1e-6) / 1e6,
-        first_record_ms,
+        read_records: read.records,
+        read_seconds: read.seconds,
+        read_mb_per_s: read.bytes as f64 / read.seconds.max(1e-6) / 1e6,
+        first_record_ms: read.first_record_ms,
+        read_timeline: read.per_second,
         baseline,
         during_read,
         p99_worsening,
-    })
+    };
+    Ok((report, before, during_hist))
 }
 
-/// Reads every partition of the history from its start to its end offset;
-/// returns (records, value bytes, seconds, ms to the first record).
-fn read_history(
-    bootstrap: &str,
-    h: &History,
-    partitions: i32,
-    timeout: Duration,
-) -> anyhow::Result<(u64, u64, f64, f64)> {
+struct Read {
+    records: u64,
+    bytes: u64,
+    seconds: f64,
+    first_record_ms: f64,
+    per_second: Vec<u64>,
+}
+
+/// Reads every partition of the history from its start until every
+/// history record has been read (or `timeout`).
+fn read_history(bootstrap: &str, h: &History, partitions: i32, timeout: Duration) -> anyhow::Result<Read> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("floe-bench-catch-up-{}", std::process::id()))
@@ -169,11 +181,18 @@ fn read_history(
     // lag what it acknowledged (tansu 0.6.0's does).
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut first = None;
+    let mut per_second: Vec<u64> = Vec::new();
     let mut last_progress = Instant::now();
     while records < h.records && started.elapsed() < timeout {
         match c.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                first.get_or_insert_with(|| started.elapsed());
+                let at = started.elapsed();
+                first.get_or_insert(at);
+                let second = at.as_secs() as usize;
+                if per_second.len() <= second {
+                    per_second.resize(second + 1, 0);
+                }
+                per_second[second] += 1;
                 records += 1;
                 bytes += m.payload_len() as u64;
                 if last_progress.elapsed() > Duration::from_secs(1) {
@@ -189,6 +208,11 @@ fn read_history(
             None => {}
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok((records, bytes, seconds, first.unwrap_or_default().as_secs_f64() * 1000.0))
+    Ok(Read {
+        records,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        first_record_ms: first.unwrap_or_default().as_secs_f64() * 1000.0,
+        per_second,
+    })
 }

@@ -14,7 +14,7 @@ use super::chart::{self, Series};
 use super::end_to_end::{self, EndToEndReport};
 use super::limits::{self, Limits};
 use super::produce::{self, ProduceOptions, ProduceReport};
-use super::target::{Kind, TargetSpec};
+use super::target::{BrokerLatency, Kind, TargetSpec};
 use super::upload_cost::{self, UploadCostReport};
 use crate::s3_proxy::{Delay, LatencyProxy};
 
@@ -66,6 +66,8 @@ pub struct Run {
     pub produce_max: Option<ProduceReport>,
     /// At half of `produce_max`'s rate: the latency target's load.
     pub produce_half: Option<ProduceReport>,
+    /// Floe's own account of `produce_half` (None for a peer).
+    pub broker_half: Option<BrokerLatency>,
     pub end_to_end: Option<EndToEndReport>,
     pub catch_up: Option<CatchUpReport>,
     pub upload_cost: Option<UploadCostReport>,
@@ -83,8 +85,9 @@ pub struct CompareReport {
 /// pictures (not in the JSON).
 struct Picture {
     scenario: &'static str,
+    /// The line's name in the legend.
+    label: String,
     s3: String,
-    target: Kind,
     latency_us: Histogram<u64>,
     per_second: Vec<u64>,
 }
@@ -109,6 +112,7 @@ pub async fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
                 s3: lat.label.clone(),
                 produce_max: None,
                 produce_half: None,
+                broker_half: None,
                 end_to_end: None,
                 catch_up: None,
                 upload_cost: None,
@@ -127,14 +131,24 @@ pub async fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
                             ..o.load.clone()
                         };
                         let (max, _) = produce::run(&load).await?;
-                        let half_rate = ((max.records_per_s / 2.0).round() as u64).max(1);
-                        let half = ProduceOptions { topic: "bench-half".into(), rate: half_rate, ..load };
-                        let (half, hist) = produce::run(&half).await?;
                         b.stop()?;
+                        // A fresh broker for the half-rate run, so its own
+                        // account of where the time went covers that run only.
+                        let mut b = spec.start(&endpoint, &prefix("produce-half"))?;
+                        let half_rate = ((max.records_per_s / 2.0).round() as u64).max(1);
+                        let half = ProduceOptions {
+                            bootstrap: b.bootstrap(),
+                            broker_pid: b.pid(),
+                            topic: "bench-half".into(),
+                            rate: half_rate,
+                            ..load
+                        };
+                        let (half, hist) = produce::run(&half).await?;
+                        run.broker_half = b.stop()?;
                         pictures.push(Picture {
                             scenario: "produce",
+                            label: name.into(),
                             s3: lat.label.clone(),
-                            target: spec.kind,
                             latency_us: hist,
                             per_second: half.timeline.clone(),
                         });
@@ -154,8 +168,8 @@ pub async fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
                         b.stop()?;
                         pictures.push(Picture {
                             scenario: "end-to-end",
+                            label: name.into(),
                             s3: lat.label.clone(),
-                            target: spec.kind,
                             latency_us: hist,
                             per_second: r.produce.timeline.clone(),
                         });
@@ -178,8 +192,22 @@ pub async fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
                         };
                         let history = catch_up::write_history(&c).await?;
                         b.restart()?;
-                        let r = catch_up::read_while_producing(&c, history, true).await?;
+                        let (r, before, during) = catch_up::read_while_producing(&c, history, true).await?;
                         b.stop()?;
+                        pictures.push(Picture {
+                            scenario: "catch-up",
+                            label: format!("{name}, during read"),
+                            s3: lat.label.clone(),
+                            latency_us: during,
+                            per_second: r.read_timeline.clone(),
+                        });
+                        pictures.push(Picture {
+                            scenario: "catch-up",
+                            label: format!("{name}, before"),
+                            s3: lat.label.clone(),
+                            latency_us: before,
+                            per_second: Vec::new(),
+                        });
                         run.catch_up = Some(r);
                     }
                     Scenario::UploadCost => {
@@ -196,28 +224,27 @@ pub async fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
     let report = CompareReport { scenario: "compare", limits, s3_latencies: o.latencies.clone(), runs };
     if let Some(dir) = &o.out {
         std::fs::create_dir_all(dir)?;
-        for scenario in ["produce", "end-to-end"] {
+        let kinds = [
+            ("produce", "ack latency at half max rate", "acks"),
+            ("end-to-end", "end-to-end latency", "acks"),
+            ("catch-up", "live acks before and during a cold read", "history records read"),
+        ];
+        for (scenario, what, unit) in kinds {
             for lat in &o.latencies {
                 let series: Vec<Series<'_>> = pictures
                     .iter()
                     .filter(|p| p.scenario == scenario && p.s3 == lat.label)
-                    .map(|p| Series {
-                        name: p.target.name(),
-                        latency_us: &p.latency_us,
-                        per_second: &p.per_second,
-                    })
+                    .map(|p| Series { name: &p.label, latency_us: &p.latency_us, per_second: &p.per_second })
                     .collect();
                 if series.is_empty() {
                     continue;
                 }
-                let what =
-                    if scenario == "produce" { "ack latency at half max rate" } else { "end-to-end latency" };
                 let title = format!(
-                    "{scenario}: {what}, {} B records, S3 {} ({} ms median)",
+                    "{scenario}: {what}, {} B records, S3 {} (+{} ms median)",
                     o.load.record_size, lat.label, lat.median_ms
                 );
                 let path = dir.join(format!("{scenario}-{}.svg", lat.label));
-                std::fs::write(path, chart::svg(&title, &series, "acks"))?;
+                std::fs::write(path, chart::svg(&title, &series, unit))?;
             }
         }
     }

@@ -45,6 +45,11 @@ fn figures(r: &CompareReport) -> Vec<Figure> {
             })
         },
         figure("ack p99.9 ms @ half max", Lower, |r| r.produce_half.as_ref().map(|p| p.ack_latency.p999_ms)),
+        figure("  broker: read→durable p99 ms", Lower, |r| {
+            r.broker_half.as_ref().map(|b| b.to_durable.p99_ms)
+        }),
+        figure("  broker: WAL commit p99 ms", Lower, |r| r.broker_half.as_ref().map(|b| b.wal_commit.p99_ms)),
+        figure("  broker: WAL commit max ms", Lower, |r| r.broker_half.as_ref().map(|b| b.wal_commit.max_ms)),
         figure("broker CPU s/GB @ max", Lower, |r| r.produce_max.as_ref().and_then(|p| p.cpu_seconds_per_gb)),
         figure("end-to-end p50 ms", Lower, |r| r.end_to_end.as_ref().map(|e| e.end_to_end.p50_ms)),
         figure("end-to-end p99 ms", Lower, |r| r.end_to_end.as_ref().map(|e| e.end_to_end.p99_ms)),

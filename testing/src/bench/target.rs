@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use super::Latency;
 use crate::{BrokerProcess, ObjectStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -109,17 +110,82 @@ impl Target {
         }
     }
 
-    /// A graceful stop (Floe uploads what its WAL holds).
-    pub fn stop(&mut self) -> anyhow::Result<()> {
+    /// A graceful stop (Floe uploads what its WAL holds). Returns where
+    /// Floe's produce requests spent their time, from its shutdown log line.
+    pub fn stop(&mut self) -> anyhow::Result<Option<BrokerLatency>> {
         match &mut self.process {
             Process::Floe(b) => {
                 let status = b.stop()?;
                 anyhow::ensure!(status.success(), "floe exited with {status}");
+                let log = std::fs::read_to_string(&b.log).unwrap_or_default();
+                Ok(log.lines().rev().find_map(BrokerLatency::parse))
             }
-            Process::Tansu(t) => t.stop(),
+            Process::Tansu(t) => {
+                t.stop();
+                Ok(None)
+            }
         }
-        Ok(())
     }
+}
+
+/// Floe's own account of its produce requests (see `broker/src/stats.rs`):
+/// request read to durable, to response sent, and the WAL's queue wait and
+/// group commit. Values are bucket upper bounds (within 19%).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BrokerLatency {
+    pub to_durable: Latency,
+    pub to_sent: Latency,
+    pub wal_queue_wait: Latency,
+    pub wal_commit: Latency,
+}
+
+impl BrokerLatency {
+    /// Parses `floe`'s "produce latency on the broker since start" line.
+    pub fn parse(line: &str) -> Option<Self> {
+        if !line.contains("produce latency on the broker") {
+            return None;
+        }
+        let plain = strip_ansi(line);
+        let tokens: Vec<&str> = plain.split_whitespace().collect();
+        let field = |name: &str| -> Option<Latency> {
+            let at = tokens.iter().position(|t| t.starts_with(&format!("{name}=n=")))?;
+            let count = tokens[at].rsplit('=').next()?.parse().ok()?;
+            let ms = |i: usize, label: &str| -> Option<f64> {
+                tokens.get(at + i)?.strip_prefix(label)?.strip_prefix('≤')?.strip_suffix("ms")?.parse().ok()
+            };
+            Some(Latency {
+                count,
+                p50_ms: ms(1, "p50")?,
+                p99_ms: ms(2, "p99")?,
+                p999_ms: ms(3, "p99.9")?,
+                max_ms: ms(4, "max")?,
+            })
+        };
+        Some(Self {
+            to_durable: field("to_durable")?,
+            to_sent: field("to_sent")?,
+            wal_queue_wait: field("wal_queue_wait")?,
+            wal_commit: field("wal_commit")?,
+        })
+    }
+}
+
+/// Drops terminal colour sequences (ESC [ ... letter).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// tansu 0.6.0 as a child process with S3 storage.
@@ -242,4 +308,26 @@ fn tansu_env(endpoint: &str) -> Vec<(String, String)> {
         env.push(("AWS_REGION".into(), "us-east-1".into()));
     }
     env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_floes_shutdown_account() {
+        let line =
+            "2026-11-25T16:54:56Z  \u{1b}[32m INFO\u{1b}[0m floe: produce latency on the broker since start \
+            to_durable=n=9972 p50≤0.639ms p99≤14.335ms p99.9≤32.767ms max≤98.303ms \
+            to_sent=n=9972 p50≤0.639ms p99≤14.335ms p99.9≤32.767ms max≤98.303ms \
+            wal_queue_wait=n=8838 p50≤0.039ms p99≤5.119ms p99.9≤10.239ms max≤28.671ms \
+            wal_commit=n=8838 p50≤0.383ms p99≤6.143ms p99.9≤12.287ms max≤28.671ms";
+        let b = BrokerLatency::parse(line).unwrap();
+        assert_eq!(b.to_durable.count, 9972);
+        assert_eq!(b.wal_commit.count, 8838);
+        assert!((b.to_sent.p99_ms - 14.335).abs() < 1e-9);
+        assert!((b.wal_commit.max_ms - 28.671).abs() < 1e-9);
+        assert!(BrokerLatency::parse("floe is serving Kafka listen=127.0.0.1:1").is_none());
+        assert!(BrokerLatency::parse("produce latency on the broker since start to_durable=n=1").is_none());
+    }
 }

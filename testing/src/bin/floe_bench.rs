@@ -404,7 +404,18 @@ async fn main() -> anyhow::Result<()> {
                     false
                 }
             };
-            let r = catch_up::read_while_producing(&c, history, cold).await?;
+            let (r, before, during) = catch_up::read_while_producing(&c, history, cold).await?;
+            if let Some(path) = &cli.svg {
+                let title = format!(
+                    "catch-up: live acks before and during the read, {} B records",
+                    r.history.bytes / r.history.records.max(1)
+                );
+                let series = [
+                    Series { name: "during read", latency_us: &during, per_second: &r.read_timeline },
+                    Series { name: "before", latency_us: &before, per_second: &[] },
+                ];
+                std::fs::write(path, chart::svg(&title, &series, "history records read"))?;
+            }
             println!(
                 "catch-up: {:.0} MB history ({} caches), live load {}/s",
                 r.history.bytes as f64 / 1e6,
