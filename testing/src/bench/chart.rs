@@ -4,7 +4,7 @@
 use hdrhistogram::Histogram;
 
 const W: f64 = 900.0;
-const H: f64 = 320.0;
+const H: f64 = 340.0;
 const PAD: f64 = 64.0;
 
 /// Percentiles drawn on the latency curve.
@@ -82,34 +82,47 @@ pub fn svg<'a>(title: &str, series: &[Series<'a>], unit: &str) -> String {
     let max =
         series.iter().flat_map(|s| s.per_second[..full(s)].iter().copied()).max().unwrap_or(1).max(1) as f64;
     let n = series.iter().map(full).max().unwrap_or(1).max(2) as f64;
+    // Log scale: brokers an order of magnitude apart both stay visible.
+    // A second with nothing is drawn on the axis.
+    let top = max.log10().ceil().max(1.0);
     let tx = |i: usize| left + i as f64 / (n - 1.0) * (W - PAD - left);
-    let ty = |v: u64| H - PAD - v as f64 / max * (H - 2.0 * PAD);
-    for (i, s) in series.iter().enumerate() {
-        let path: Vec<String> = s.per_second[..full(s)]
-            .iter()
-            .enumerate()
-            .map(|(t, v)| format!("{:.1},{:.1}", tx(t), ty(*v)))
-            .collect();
+    let ty = |v: u64| H - PAD - (v.max(1) as f64).log10() / top * (H - 2.0 * PAD);
+    for decade in 0..=top as i32 {
+        let v = 10u64.pow(decade as u32);
         out += &format!(
-            "<polyline fill='none' stroke='{}' stroke-width='2' points='{}'/>",
-            COLOURS[i % COLOURS.len()],
-            path.join(" ")
+            "<text x='{:.1}' y='{:.1}' text-anchor='end'>{}</text>",
+            left - 4.0,
+            ty(v) + 4.0,
+            if v >= 1000 { format!("{}k", v / 1000) } else { v.to_string() }
         );
-        // Legend, under the title.
+    }
+    for (i, s) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let points = &s.per_second[..full(s)];
+        if let [only] = points {
+            // A run shorter than a second: one point, drawn as a dot.
+            out += &format!("<circle cx='{:.1}' cy='{:.1}' r='4' fill='{colour}'/>", tx(0), ty(*only));
+        } else if !points.is_empty() {
+            let path: Vec<String> =
+                points.iter().enumerate().map(|(t, v)| format!("{:.1},{:.1}", tx(t), ty(*v))).collect();
+            out += &format!(
+                "<polyline fill='none' stroke='{colour}' stroke-width='2' points='{}'/>",
+                path.join(" ")
+            );
+        }
+        // Legend, along the bottom.
+        let x = PAD + 190.0 * i as f64;
         out += &format!(
-            "<rect x='{:.1}' y='{}' width='10' height='10' fill='{c}'/><text x='{:.1}' y='{}'>{}</text>",
-            W - PAD - 150.0,
-            28 + 14 * i,
-            W - PAD - 135.0,
-            37 + 14 * i,
-            escape(s.name),
-            c = COLOURS[i % COLOURS.len()]
+            "<rect x='{x:.1}' y='{:.1}' width='10' height='10' fill='{colour}'/><text x='{:.1}' y='{:.1}'>{}</text>",
+            H - 22.0,
+            x + 15.0,
+            H - 13.0,
+            escape(s.name)
         );
     }
     out += &format!(
-        "<text x='{:.1}' y='{}'>{} per second (peak {})</text>",
+        "<text x='{:.1}' y='40'>{} per second, log scale (peak {})</text>",
         left + 10.0,
-        PAD - 8.0,
         escape(unit),
         max as u64
     );
