@@ -146,8 +146,11 @@ fn upload_cost_puts_do_not_scale_with_partitions() {
         .expect("AWS_ENDPOINT_URL is not set: run the tests with `bash testing/run-tests.sh`");
     let bucket = std::env::var("FLOE_TEST_BUCKET").expect("FLOE_TEST_BUCKET");
     let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("cost.svg");
     let r = bench(
         &[
+            "--svg",
+            svg.to_str().unwrap(),
             "upload-cost",
             "--upstream",
             endpoint.trim_start_matches("http://"),
@@ -164,6 +167,8 @@ fn upload_cost_puts_do_not_scale_with_partitions() {
     );
     let rows = r["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{r}");
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.contains("1 partitions") && picture.contains("50 partitions"), "one line per count");
     let puts: Vec<u64> = rows.iter().map(|row| row["requests"]["put"].as_u64().unwrap()).collect();
     assert!(puts.iter().all(|p| *p >= 2), "each run writes at least one object and its commit: {r}");
     assert!(puts[1] <= 2 * puts[0] + 4, "PUTs must not scale with partitions: {puts:?}");
@@ -240,7 +245,13 @@ fn compare_runs_every_scenario_against_floe_and_the_peer() {
     }
     assert!(stdout.contains("floe/tansu"), "{stdout}");
     assert!(stdout.contains("broker: WAL commit p99"), "{stdout}");
-    for picture in ["produce-local.svg", "end-to-end-local.svg", "catch-up-local.svg", "table.txt"] {
+    for picture in [
+        "produce-local.svg",
+        "end-to-end-local.svg",
+        "catch-up-local.svg",
+        "upload-cost-local.svg",
+        "table.txt",
+    ] {
         assert!(out.join(picture).exists(), "{picture} was not written");
     }
 }

@@ -18,7 +18,8 @@ pub struct Series<'a> {
     pub per_second: &'a [u64],
 }
 
-const COLOURS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+const COLOURS: [&str; 8] =
+    ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
 
 /// `title`, then the latency distribution of each series (left) and its
 /// per-second throughput (right), one colour per series.

@@ -212,8 +212,18 @@ pub async fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
                     }
                     Scenario::UploadCost => {
                         let load = ProduceOptions { rate: o.cost_rate, ..o.load.clone() };
-                        let r = upload_cost::run(spec, &proxy, &o.cost_partitions, &load, &prefix("cost"))
-                            .await?;
+                        let (r, runs) =
+                            upload_cost::run(spec, &proxy, &o.cost_partitions, &load, &prefix("cost"))
+                                .await?;
+                        for c in runs {
+                            pictures.push(Picture {
+                                scenario: "upload-cost",
+                                label: format!("{name}, {} partitions", c.partitions),
+                                s3: lat.label.clone(),
+                                latency_us: c.latency_us,
+                                per_second: c.per_second,
+                            });
+                        }
                         run.upload_cost = Some(r);
                     }
                 }
@@ -228,6 +238,7 @@ pub async fn run(o: &CompareOptions) -> anyhow::Result<CompareReport> {
             ("produce", "ack latency at half max rate", "acks"),
             ("end-to-end", "end-to-end latency", "acks"),
             ("catch-up", "live acks before and during a cold read", "history records read"),
+            ("upload-cost", "ack latency of the upload-cost load", "acks"),
         ];
         for (scenario, what, unit) in kinds {
             for lat in &o.latencies {

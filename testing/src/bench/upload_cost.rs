@@ -3,6 +3,7 @@
 //! bill that implies at list prices. Each partition count runs its own
 //! broker behind the counting proxy on a fresh bucket prefix.
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::produce::{self, ProduceOptions};
@@ -36,6 +37,14 @@ pub struct UploadCostReport {
     pub rows: Vec<CostRow>,
 }
 
+/// One partition count's load, for the picture: ack latency histogram (µs)
+/// and acks per second.
+pub struct CostRun {
+    pub partitions: i32,
+    pub latency_us: Histogram<u64>,
+    pub per_second: Vec<u64>,
+}
+
 /// Runs `load` against a fresh broker per partition count, all of whose
 /// object-store requests go through `proxy`.
 pub async fn run(
@@ -44,9 +53,10 @@ pub async fn run(
     partition_counts: &[i32],
     load: &ProduceOptions,
     run_id: &str,
-) -> anyhow::Result<UploadCostReport> {
+) -> anyhow::Result<(UploadCostReport, Vec<CostRun>)> {
     let endpoint = format!("http://{}", proxy.addr);
     let mut rows = Vec::new();
+    let mut runs = Vec::new();
     for &partitions in partition_counts {
         let prefix = format!("{run_id}-cost-{}-{partitions}", spec.kind.name());
         let mut broker = spec.start(&endpoint, &prefix)?;
@@ -58,7 +68,8 @@ pub async fn run(
             broker_pid: broker.pid(),
             ..load.clone()
         };
-        let (r, _) = produce::run(&o).await?;
+        let (r, latency_us) = produce::run(&o).await?;
+        runs.push(CostRun { partitions, latency_us, per_second: r.timeline.clone() });
         // A graceful stop uploads the tail: every byte produced is paid for.
         broker.stop()?;
         let after = proxy.counts.snapshot();
@@ -80,11 +91,12 @@ pub async fn run(
                 * SECONDS_PER_MONTH,
         });
     }
-    Ok(UploadCostReport {
+    let report = UploadCostReport {
         scenario: "upload-cost",
         target: spec.kind,
         rate: load.rate,
         record_size: load.record_size,
         rows,
-    })
+    };
+    Ok((report, runs))
 }

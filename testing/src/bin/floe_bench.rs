@@ -361,8 +361,21 @@ async fn main() -> anyhow::Result<()> {
         Scenario::UploadCost { s3, target, partition_counts, load } => {
             let proxy = LatencyProxy::start("127.0.0.1:0".parse()?, s3.upstream, Delay::NONE).await?;
             let run_id = format!("upload-cost-{}", std::process::id());
-            let r = upload_cost::run(&s3.spec(target), &proxy, &partition_counts, &load.options(), &run_id)
-                .await?;
+            let (r, runs) =
+                upload_cost::run(&s3.spec(target), &proxy, &partition_counts, &load.options(), &run_id)
+                    .await?;
+            if let Some(path) = &cli.svg {
+                let names: Vec<String> =
+                    runs.iter().map(|c| format!("{} partitions", c.partitions)).collect();
+                let series: Vec<Series<'_>> = runs
+                    .iter()
+                    .zip(&names)
+                    .map(|(c, name)| Series { name, latency_us: &c.latency_us, per_second: &c.per_second })
+                    .collect();
+                let title =
+                    format!("upload-cost: {}, {} B records at {}/s", target.name(), r.record_size, r.rate);
+                std::fs::write(path, chart::svg(&title, &series, "acks"))?;
+            }
             println!("upload-cost: {}, {} B records at {}/s", target.name(), r.record_size, r.rate);
             println!(
                 "  {:>10} {:>9} {:>9} {:>10} {:>9} {:>14}",
