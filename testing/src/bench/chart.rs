@@ -111,13 +111,13 @@ pub fn svg<'a>(title: &str, series: &[Series<'a>], unit: &str) -> String {
                 path.join(" ")
             );
         }
-        // Legend, along the bottom.
-        let x = PAD + 190.0 * i as f64;
+        // Legend, along the bottom: four to a row.
+        let (x, row) = (PAD + 200.0 * (i % 4) as f64, (i / 4) as f64);
         out += &format!(
             "<rect x='{x:.1}' y='{:.1}' width='10' height='10' fill='{colour}'/><text x='{:.1}' y='{:.1}'>{}</text>",
-            H - 22.0,
+            H - 39.0 + 16.0 * row,
             x + 15.0,
-            H - 13.0,
+            H - 30.0 + 16.0 * row,
             escape(s.name)
         );
     }
