@@ -135,24 +135,9 @@ struct CompareArgs {
     /// Which latencies to run at.
     #[arg(long, value_delimiter = ',', default_value = "local,real")]
     s3_latencies: Vec<String>,
-    #[arg(long, default_value_t = 1024)]
-    record_size: usize,
-    #[arg(long, default_value_t = 1)]
-    producers: usize,
-    #[arg(long, default_value_t = 1)]
-    partitions: i32,
-    #[arg(long, default_value = "all")]
-    acks: String,
-    #[arg(long, default_value = "none")]
-    compression: String,
-    /// Length of each timed phase.
-    #[arg(long, default_value_t = 10)]
-    duration_secs: u64,
-    #[arg(long, default_value_t = 10_000)]
-    max_in_flight: usize,
-    /// A librdkafka producer property for every scenario (repeatable).
-    #[arg(short = 'X', value_parser = key_value)]
-    client_config: Vec<(String, String)>,
+    /// The producers' settings for every scenario.
+    #[command(flatten)]
+    load: LoadArgs,
     #[arg(long, default_value_t = 5_000)]
     e2e_rate: u64,
     #[arg(long, default_value_t = 5_000)]
@@ -191,21 +176,7 @@ impl CompareArgs {
                 other => anyhow::bail!("unknown S3 latency {other:?}: local or real"),
             })
             .collect::<anyhow::Result<_>>()?;
-        let load = ProduceArgs {
-            bootstrap: String::new(),
-            topic: "bench".into(),
-            producers: self.producers,
-            record_size: self.record_size,
-            partitions: self.partitions,
-            acks: self.acks,
-            compression: self.compression,
-            rate: 0,
-            duration_secs: self.duration_secs,
-            max_in_flight: self.max_in_flight,
-            broker_pid: None,
-            client_config: self.client_config,
-        }
-        .options();
+        let load = self.load.options(String::new(), "bench".into(), 0, None);
         Ok(CompareOptions {
             targets: self.targets.iter().map(|k| self.s3.spec(*k)).collect(),
             latencies,
@@ -231,6 +202,19 @@ struct ProduceArgs {
     bootstrap: String,
     #[arg(long, default_value = "floe-bench")]
     topic: String,
+    /// Records per second over all producers; 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// The broker's pid on this machine, to report its CPU seconds per GB.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+/// How the producers send, shared by the single scenarios and `compare`.
+#[derive(clap::Args)]
+struct LoadArgs {
     #[arg(long, default_value_t = 1)]
     producers: usize,
     #[arg(long, default_value_t = 1024)]
@@ -241,16 +225,11 @@ struct ProduceArgs {
     acks: String,
     #[arg(long, default_value = "none")]
     compression: String,
-    /// Records per second over all producers; 0 = as fast as possible.
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
+    /// How long each timed run lasts.
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
     #[arg(long, default_value_t = 10_000)]
     max_in_flight: usize,
-    /// The broker's pid on this machine, to report its CPU seconds per GB.
-    #[arg(long)]
-    broker_pid: Option<u32>,
     /// A librdkafka producer property, as in kcat (repeatable), e.g.
     /// `-X linger.ms=5 -X socket.nagle.disable=true`.
     #[arg(short = 'X', value_parser = key_value)]
@@ -265,21 +244,33 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 
 impl ProduceArgs {
     fn options(self) -> produce::ProduceOptions {
+        self.load.options(self.bootstrap, self.topic, self.rate, self.broker_pid)
+    }
+}
+
+impl LoadArgs {
+    fn options(
+        self,
+        bootstrap: String,
+        topic: String,
+        rate: u64,
+        broker_pid: Option<u32>,
+    ) -> produce::ProduceOptions {
         produce::ProduceOptions {
-            bootstrap: self.bootstrap,
-            topic: self.topic,
+            bootstrap,
+            topic,
             producers: self.producers,
             record_size: self.record_size,
             partitions: self.partitions,
             acks: self.acks,
             compression: self.compression,
-            rate: self.rate,
+            rate,
             duration: Duration::from_secs(self.duration_secs),
             max_in_flight: self.max_in_flight,
             stamp: false,
             limit_records: 0,
             stop: None,
-            broker_pid: self.broker_pid,
+            broker_pid,
             client_config: self.client_config,
         }
     }
@@ -398,8 +389,8 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(load.rate > 0, "catch-up needs --rate > 0: the live load's records per second");
             let c = CatchUpOptions {
                 history_bytes: history_mb << 20,
-                history_partitions: load.partitions,
-                baseline: Duration::from_secs(load.duration_secs),
+                history_partitions: load.load.partitions,
+                baseline: Duration::from_secs(load.load.duration_secs),
                 write_timeout: Duration::from_secs(600),
                 read_timeout: Duration::from_secs(600),
                 load: load.options(),
