@@ -21,6 +21,10 @@ pub const DEFAULT_MESSAGE_MAX_BYTES: i32 = 1_048_588;
 )]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Args {
+    /// Without a command, `floe` runs a broker.
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub command: Option<Command>,
     /// TOML file with any of these settings (keys as the long flag names).
     #[arg(long, env = "FLOE_CONFIG")]
     #[serde(skip)]
@@ -32,13 +36,25 @@ pub struct Args {
     #[arg(long, env = "FLOE_ADVERTISE")]
     pub advertise: Option<String>,
     /// Directory for the WAL and, by default, the objects [default: ./floe-data].
-    #[arg(long, env = "FLOE_DATA_DIR")]
+    #[arg(long, env = "FLOE_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// file://PATH or s3://BUCKET/PREFIX (S3 settings from AWS_ENDPOINT_URL,
     /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION) [default: file://DATA_DIR/objects].
-    #[arg(long, env = "FLOE_OBJECT_STORE")]
+    #[arg(long, env = "FLOE_OBJECT_STORE", global = true)]
     pub object_store: Option<String>,
-    /// This broker's id [default: 0].
+    /// Address of this broker's control-plane (gRPC) endpoint [default: 127.0.0.1:0, a free port].
+    #[arg(long, env = "FLOE_RPC_LISTEN")]
+    pub rpc_listen: Option<SocketAddr>,
+    /// HOST:PORT other brokers reach the control plane at [default: the bound rpc address].
+    #[arg(long, env = "FLOE_RPC_ADVERTISE")]
+    pub rpc_advertise: Option<String>,
+    /// A broker that cannot renew its lease for this long stops acknowledging writes [default: 3000].
+    #[arg(long, env = "FLOE_BROKER_LEASE_MS")]
+    pub broker_lease_ms: Option<u64>,
+    /// How long the controller lease lasts without renewal [default: 3000].
+    #[arg(long, env = "FLOE_CONTROLLER_LEASE_MS")]
+    pub controller_lease_ms: Option<u64>,
+    /// This broker's id, unique in the cluster [default: 0].
     #[arg(long, env = "FLOE_BROKER_ID")]
     pub broker_id: Option<i32>,
     /// Create unknown topics on first use, as Kafka's auto.create.topics.enable [default: true].
@@ -68,6 +84,26 @@ pub struct Args {
     pub group_initial_rebalance_delay_ms: Option<u64>,
 }
 
+/// Commands other than running a broker.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Inspect and steer the cluster on `--object-store` (through its controller).
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ClusterAction {
+    /// Brokers, epochs, partitions and bytes per broker, upload lag.
+    Status,
+    /// Moves one partition to a broker.
+    Move { topic: String, partition: i32, broker: i32 },
+    /// Moves every partition off a broker (it keeps running, owning nothing).
+    Drain { broker: i32 },
+}
+
 /// Resolved settings.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -85,6 +121,10 @@ pub struct BrokerConfig {
     pub upload_bytes: u64,
     pub max_connections: usize,
     pub group_initial_rebalance_delay: Duration,
+    pub rpc_listen: SocketAddr,
+    pub rpc_advertise: Option<String>,
+    pub broker_lease: Duration,
+    pub controller_lease: Duration,
 }
 
 impl BrokerConfig {
@@ -128,6 +168,10 @@ impl BrokerConfig {
                 group_initial_rebalance_delay_ms,
                 3000
             )),
+            rpc_listen: pick!(rpc_listen, "127.0.0.1:0".parse().expect("valid default")),
+            rpc_advertise: cli.rpc_advertise.clone().or(file.rpc_advertise.clone()),
+            broker_lease: Duration::from_millis(pick!(broker_lease_ms, 3000)),
+            controller_lease: Duration::from_millis(pick!(controller_lease_ms, 3000)),
         };
         config.validate()?;
         Ok(config)
@@ -148,6 +192,11 @@ impl BrokerConfig {
         }
         if self.upload_interval.is_zero() || self.upload_bytes == 0 {
             bail!("--upload-interval-ms and --upload-bytes must be positive");
+        }
+        if self.broker_lease < Duration::from_millis(300)
+            || self.controller_lease < Duration::from_millis(300)
+        {
+            bail!("--broker-lease-ms and --controller-lease-ms must be at least 300");
         }
         if self.max_connections == 0 {
             bail!("--max-connections must be positive");

@@ -7,7 +7,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use floe_protocol::{RecordBatch, ResponseError};
+use floe_storage::meta::ProducerSnapshot;
 use floe_storage::{StreamId, StreamStore};
+
+use crate::proto;
 
 /// Kafka keeps the metadata of the last five batches per producer: the most a
 /// client has in flight with idempotence on.
@@ -43,19 +46,78 @@ pub struct ProducerStates {
 }
 
 impl ProducerStates {
-    /// Rebuilds state from the batches the store still holds in memory (the
-    /// WAL replayed after a restart), so retries across a crash are caught.
-    pub fn recover(&self, store: &StreamStore) {
-        let mut entries = self.entries.lock().expect("producer state poisoned");
-        let meta = store.metadata();
-        for stream in meta.topics.values().flat_map(|t| t.streams.iter().copied()) {
-            for bytes in store.cached_batches(stream) {
-                let Ok(batch) = RecordBatch::parse_unchecked_crc(bytes) else { continue };
-                if batch.producer_id() >= 0 && batch.base_sequence() >= 0 {
-                    record(&mut entries, stream, &batch, batch.base_offset());
-                }
+    /// Rebuilds one stream's state from the batches the store holds in
+    /// memory for it (the WAL replayed after a restart), on top of what its
+    /// metadata carried, so retries across a crash are caught.
+    pub fn recover(&self, store: &StreamStore, stream: StreamId) {
+        for bytes in store.cached_batches(stream) {
+            if let Ok(batch) = RecordBatch::parse_unchecked_crc(bytes) {
+                self.observe(stream, &batch);
             }
         }
+    }
+
+    /// Takes note of a batch already written at its base offset (replayed or
+    /// recovered), unless the state already covers it.
+    pub fn observe(&self, stream: StreamId, batch: &RecordBatch) {
+        if batch.producer_id() < 0 || batch.base_sequence() < 0 {
+            return;
+        }
+        let mut entries = self.entries.lock().expect("producer state poisoned");
+        let covered = entries
+            .get(&(batch.producer_id(), stream))
+            .and_then(|e| e.batches.back())
+            .is_some_and(|b| b.base_offset >= batch.base_offset());
+        if !covered {
+            record(&mut entries, stream, batch, batch.base_offset());
+        }
+    }
+
+    /// Takes over a stream's producer state as its metadata carries it.
+    pub fn restore<'a>(&self, stream: StreamId, snapshots: impl Iterator<Item = &'a ProducerSnapshot>) {
+        let mut entries = self.entries.lock().expect("producer state poisoned");
+        for p in snapshots {
+            let batches = p
+                .batches
+                .iter()
+                .map(|&(first, last, base_offset)| SeqRange { first, last, base_offset })
+                .collect();
+            entries.insert((p.producer_id, stream), ProducerEntry { epoch: p.epoch, batches });
+        }
+    }
+
+    /// Drops a stream's state (it moved away).
+    pub fn forget(&self, stream: StreamId) {
+        self.entries.lock().expect("producer state poisoned").retain(|(_, s), _| *s != stream);
+    }
+
+    /// The state of producers that wrote to `stream` in `[start, end)`, as of
+    /// `end` (batches from `end` on left out), for the controller.
+    pub fn snapshot(&self, stream: StreamId, start: i64, end: i64) -> Vec<proto::StreamProducer> {
+        let entries = self.entries.lock().expect("producer state poisoned");
+        entries
+            .iter()
+            .filter(|((_, s), _)| *s == stream)
+            .filter_map(|((pid, _), e)| {
+                let batches: Vec<_> = e.batches.iter().filter(|b| b.base_offset < end).collect();
+                if !batches.iter().any(|b| b.base_offset >= start) {
+                    return None;
+                }
+                Some(proto::StreamProducer {
+                    stream,
+                    producer_id: *pid,
+                    producer_epoch: i32::from(e.epoch),
+                    batches: batches
+                        .iter()
+                        .map(|b| proto::ProducerBatch {
+                            first_sequence: b.first,
+                            last_sequence: b.last,
+                            base_offset: b.base_offset,
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
     }
 
     /// Checks an idempotent batch and, when it is to be appended, runs

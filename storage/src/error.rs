@@ -1,4 +1,7 @@
-//! Storage errors. Callers map them to Kafka error codes at the broker edge.
+//! Storage errors, named by what the caller must do: retry later
+//! (`Unavailable`, `Backpressure`, `ObjectStore`), stop writing (`Fenced`,
+//! `LeaseExpired`, `Sealed`), never retry (`Invalid`, `Config`), or stop and
+//! look (`Corrupt*`). Callers map them to Kafka error codes at the edge.
 
 use crate::StreamId;
 
@@ -20,8 +23,14 @@ pub enum StorageError {
     CorruptMetadata { seq: u64, reason: String },
     #[error("fenced: {0}")]
     Fenced(String),
-    #[error("stream {0} does not exist")]
+    #[error("stream {0} is not served by this broker")]
     UnknownStream(StreamId),
+    #[error("stream {0} is being handed to another broker")]
+    Sealed(StreamId),
+    #[error("this broker's lease ran out; it acknowledges nothing until it renews")]
+    LeaseExpired,
+    #[error("the controller is not reachable: {0}")]
+    Unavailable(String),
     #[error("topic {0} does not exist")]
     UnknownTopic(String),
     #[error("topic {0} already exists")]
@@ -32,6 +41,16 @@ pub enum StorageError {
     Backpressure { pending: u64, limit: u64 },
     #[error("invalid configuration: {0}")]
     Config(String),
+}
+
+impl StorageError {
+    /// Whether trying the same thing again later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            Self::ObjectStore(_) | Self::ObjectRead { .. } | Self::Unavailable(_) | Self::Backpressure { .. }
+        )
+    }
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -9,6 +9,7 @@
 //! streams, offsets and byte batches.
 
 mod block_cache;
+pub mod cas;
 pub mod config;
 pub mod error;
 pub mod latency;
@@ -20,12 +21,17 @@ mod store;
 mod stream;
 mod uploader;
 pub mod wal;
+mod wal_lock;
 
 pub use config::StoreConfig;
 pub use error::{Result, StorageError};
-pub use meta::{MetaState, TopicMeta};
+pub use meta::{MetaState, StreamMeta, TopicMeta, WriteLease};
 pub use object_store_url::Bucket;
-pub use store::{AppendInput, Appended, ReadResult, StreamOffsets, StreamStore, TimestampHint};
+pub use store::{
+    AppendInput, Appended, CommitOutcome, Committer, ObjectCommit, ReadResult, StoreContext, StreamOffsets,
+    StreamStore, TimestampHint,
+};
+pub use wal_lock::WalLock;
 
 /// Identifies a stream within a cluster.
 pub type StreamId = u64;

@@ -15,6 +15,9 @@ use crate::error::{Result, StorageError};
 pub struct Bucket {
     pub store: Arc<dyn ObjectStore>,
     pub prefix: Path,
+    /// The directory of a `file://` bucket (compare-and-swap is done there
+    /// under a lock file, see `cas.rs`).
+    pub local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Bucket {
@@ -38,6 +41,11 @@ impl Bucket {
     /// S3 settings come from the standard variables `AWS_ENDPOINT_URL`,
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`; a plain
     /// `http://` endpoint is allowed (MinIO, SeaweedFS on a private network).
+    /// Whether the bucket is a local directory (one host only).
+    pub fn is_local(&self) -> bool {
+        self.local_root.is_some()
+    }
+
     pub fn open(url: &str, request_timeout: Duration) -> Result<Self> {
         if let Some(path) = url.strip_prefix("file://") {
             std::fs::create_dir_all(path)
@@ -45,7 +53,11 @@ impl Bucket {
             let fs = LocalFileSystem::new_with_prefix(path)
                 .map_err(|e| StorageError::Config(format!("object directory {path}: {e}")))?
                 .with_automatic_cleanup(true);
-            return Ok(Self { store: Arc::new(fs), prefix: Path::default() });
+            return Ok(Self {
+                store: Arc::new(fs),
+                prefix: Path::default(),
+                local_root: Some(std::path::PathBuf::from(path)),
+            });
         }
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -74,7 +86,11 @@ impl Bucket {
                 builder = builder.with_region("us-east-1");
             }
             let store = builder.build().map_err(|e| StorageError::Config(format!("{url}: {e}")))?;
-            return Ok(Self { store: Arc::new(store), prefix: Path::from(prefix.trim_matches('/')) });
+            return Ok(Self {
+                store: Arc::new(store),
+                prefix: Path::from(prefix.trim_matches('/')),
+                local_root: None,
+            });
         }
         Err(StorageError::Config(format!("object store URL {url:?} must start with file:// or s3://")))
     }

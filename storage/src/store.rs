@@ -1,17 +1,22 @@
-//! The stream store: appends through the WAL, reads from the log cache or
-//! objects, topics and producer ids through the metadata log.
+//! The stream store: the streams this broker owns, appended through the WAL,
+//! read from the log cache or objects, uploaded and committed through a
+//! [`Committer`]. Which streams it holds is decided outside (the controller's
+//! assignments); the store enforces it at append time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
 use tokio::sync::{oneshot, watch, Notify};
 
 use crate::block_cache::BlockCache;
 use crate::config::StoreConfig;
 use crate::error::{Result, StorageError};
-use crate::meta::{MetaRecord, MetaState, MetadataLog, TopicMeta};
+use crate::meta::{StreamMeta, WriteLease};
+use crate::object::ObjectRange;
 use crate::object_store_url::Bucket;
 use crate::stream::{CachedBatch, Stream, StreamState};
 use crate::wal::{Lsn, Wal, WalFailed, WalRecord};
@@ -32,13 +37,17 @@ pub struct AppendInput {
 pub struct Appended {
     pub base_offset: i64,
     durable: oneshot::Receiver<std::result::Result<Lsn, WalFailed>>,
+    lease: Arc<dyn WriteLease>,
 }
 
 impl Appended {
-    /// Resolves once the batch is fsynced to the WAL.
+    /// Resolves once the batch is fsynced to the WAL, and only while this
+    /// broker's lease holds: after it runs out, the controller may hand the
+    /// stream to another broker, so nothing more is acknowledged here.
     pub async fn durable(self) -> Result<i64> {
         match self.durable.await {
-            Ok(Ok(_)) => Ok(self.base_offset),
+            Ok(Ok(_)) if Instant::now() < self.lease.valid_until() => Ok(self.base_offset),
+            Ok(Ok(_)) => Err(StorageError::LeaseExpired),
             _ => Err(StorageError::WalClosed),
         }
     }
@@ -66,11 +75,45 @@ pub struct TimestampHint {
     pub offset: i64,
 }
 
+/// An uploaded object to make part of its streams.
+#[derive(Debug, Clone)]
+pub struct ObjectCommit {
+    pub key: String,
+    pub size: u64,
+    pub ranges: Vec<ObjectRange>,
+}
+
+/// What the committer did with an object's ranges.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOutcome {
+    /// Streams whose ranges were refused because this broker no longer owns
+    /// them at that epoch: the store drops them.
+    pub refused: Vec<(StreamId, String)>,
+}
+
+/// Makes uploaded objects part of their streams: the controller, in process
+/// for one node, over gRPC in a cluster. Errors say what to do:
+/// `Fenced` (this broker incarnation is over), retriable (try the same commit
+/// again; a commit that landed is recognised by its key), anything else
+/// (give the object up).
+pub trait Committer: Send + Sync + 'static {
+    fn commit(&self, commit: ObjectCommit) -> BoxFuture<'_, Result<CommitOutcome>>;
+}
+
+/// An uploaded object whose commit has not been confirmed yet.
+pub(crate) struct PendingCommit {
+    pub commit: ObjectCommit,
+    pub cutoff: Lsn,
+    pub bytes: u64,
+}
+
 /// Shared by the store handle and the uploader task.
 pub(crate) struct Inner {
     pub config: StoreConfig,
     pub bucket: Bucket,
-    pub meta: MetadataLog,
+    pub committer: Arc<dyn Committer>,
+    /// This broker's lease from the controller: nothing is acknowledged after it runs out.
+    pub lease: Arc<dyn WriteLease>,
     pub wal: Wal,
     pub broker_epoch: u64,
     pub streams: RwLock<HashMap<StreamId, Arc<Stream>>>,
@@ -83,9 +126,30 @@ pub(crate) struct Inner {
     pub blocks: BlockCache,
     /// Set when this broker was fenced: it must stop writing.
     pub fenced: AtomicBool,
-    /// Uploads run one at a time (the task, `flush` and `shutdown` share it).
-    pub upload_lock: tokio::sync::Mutex<()>,
-    producer_ids: Mutex<(i64, i64)>,
+    /// Uploads run one at a time (the task, `flush`, `seal` and `shutdown` share it).
+    pub upload_lock: tokio::sync::Mutex<Option<PendingCommit>>,
+}
+
+impl Inner {
+    /// Removes a stream from this broker: no more appends or reads here, and
+    /// its bytes leave the accounting (the one place that subtracts them).
+    pub(crate) fn remove_stream(&self, id: StreamId) -> Option<Arc<Stream>> {
+        let stream = self.streams.write().expect("streams lock poisoned").remove(&id)?;
+        let mut st = stream.lock();
+        st.deleted = true;
+        let cached: u64 = st.cache.iter().map(|b| b.bytes.len() as u64).sum();
+        let pending: u64 =
+            st.cache.iter().filter(|b| b.base_offset >= st.uploaded_end).map(|b| b.bytes.len() as u64).sum();
+        st.cache.clear();
+        drop(st);
+        sub_saturating(&self.cached_bytes, cached);
+        sub_saturating(&self.pending_bytes, pending);
+        Some(stream)
+    }
+}
+
+pub(crate) fn sub_saturating(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(n)));
 }
 
 /// The uploader task and the switch that stops it.
@@ -98,35 +162,40 @@ pub struct StreamStore {
     uploader: Arc<Mutex<Option<UploaderHandle>>>,
 }
 
+/// Where the store lives and whom it answers to.
+pub struct StoreContext {
+    pub bucket: Bucket,
+    pub committer: Arc<dyn Committer>,
+    pub lease: Arc<dyn WriteLease>,
+    pub broker_epoch: u64,
+}
+
 impl StreamStore {
-    /// Loads metadata, registers this broker (fencing earlier incarnations),
-    /// replays the WAL into the log cache and starts the uploader.
-    pub async fn open(config: StoreConfig, bucket: Bucket) -> Result<Self> {
-        let meta = MetadataLog::open(bucket.clone()).await?;
-        let broker_id = config.broker_id;
-        let state = meta
-            .append_with(|s| {
-                let broker_epoch = s.broker_epochs.get(&broker_id).copied().unwrap_or(0) + 1;
-                let streams = s.streams.keys().copied().collect();
-                Ok(vec![MetaRecord::BrokerRegistered { broker_id, broker_epoch, streams }])
-            })
-            .await?;
-        let broker_epoch = state.broker_epochs[&broker_id];
+    /// Opens the WAL, replays it into the streams this broker owns (`owned`,
+    /// as the metadata log has them), uploads what it replayed before
+    /// returning, and starts the uploader. WAL entries of streams not owned
+    /// here are skipped: they were recovered elsewhere or never acknowledged.
+    pub async fn open(
+        config: StoreConfig,
+        ctx: StoreContext,
+        owned: Vec<(StreamId, StreamMeta)>,
+    ) -> Result<Self> {
+        let StoreContext { bucket, committer, lease, broker_epoch } = ctx;
         let wal_dir = config.wal_dir.clone();
         let segment = config.wal_segment_bytes;
         let (wal, recovered) = tokio::task::spawn_blocking(move || Wal::open(&wal_dir, segment))
             .await
             .map_err(|e| StorageError::Wal(std::io::Error::other(e)))??;
 
-        let mut streams = HashMap::new();
-        for (&id, s) in &state.streams {
-            let st = StreamState::from_meta(s);
-            streams.insert(id, st);
-        }
-        let (mut replayed, mut pending) = (0usize, 0u64);
+        let mut streams: HashMap<StreamId, StreamState> =
+            owned.iter().map(|(id, s)| (*id, StreamState::from_meta(s))).collect();
+        let (mut replayed, mut skipped, mut pending) = (0usize, 0usize, 0u64);
         for rec in recovered {
             let r = rec.record;
-            let Some(st) = streams.get_mut(&r.stream) else { continue };
+            let Some(st) = streams.get_mut(&r.stream) else {
+                skipped += 1;
+                continue;
+            };
             if r.base_offset < st.next_offset {
                 continue; // already in a committed object
             }
@@ -151,13 +220,22 @@ impl StreamStore {
             st.next_offset = end;
             replayed += 1;
         }
-        tracing::info!(broker_id, broker_epoch, replayed, pending_bytes = pending, "stream store opened");
+        tracing::info!(
+            broker_id = config.broker_id,
+            broker_epoch,
+            streams = streams.len(),
+            replayed,
+            skipped,
+            pending_bytes = pending,
+            "stream store opened"
+        );
         let streams = streams.into_iter().map(|(id, st)| (id, Stream::new(id, st))).collect();
         let inner = Arc::new(Inner {
             blocks: BlockCache::new(config.block_cache_bytes),
             config,
             bucket,
-            meta,
+            committer,
+            lease,
             wal,
             broker_epoch,
             streams: RwLock::new(streams),
@@ -166,8 +244,7 @@ impl StreamStore {
             upload_now: Notify::new(),
             object_seq: AtomicU64::new(0),
             fenced: AtomicBool::new(false),
-            upload_lock: tokio::sync::Mutex::new(()),
-            producer_ids: Mutex::new((0, 0)),
+            upload_lock: tokio::sync::Mutex::new(None),
         });
         // What the WAL replayed goes to the object store before the broker
         // serves anything: losing this disk right after a crash-restart then
@@ -182,18 +259,85 @@ impl StreamStore {
         Ok(Self { inner, uploader: Arc::new(Mutex::new(Some((task, stop_tx)))) })
     }
 
-    /// The metadata as of the last change.
-    pub fn metadata(&self) -> Arc<MetaState> {
-        self.inner.meta.state()
+    /// The bucket this store uploads to.
+    pub fn bucket(&self) -> &Bucket {
+        &self.inner.bucket
     }
 
     pub fn broker_epoch(&self) -> u64 {
         self.inner.broker_epoch
     }
 
+    /// Whether this broker incarnation was fenced (it must stop).
+    pub fn is_fenced(&self) -> bool {
+        self.inner.fenced.load(Ordering::Acquire)
+    }
+
     fn stream(&self, id: StreamId) -> Result<Arc<Stream>> {
         let streams = self.inner.streams.read().expect("streams lock poisoned");
         streams.get(&id).cloned().ok_or(StorageError::UnknownStream(id))
+    }
+
+    /// Whether this store serves `id` (owned and not being handed over).
+    pub fn serves(&self, id: StreamId) -> bool {
+        self.stream(id).is_ok_and(|s| !s.lock().sealed)
+    }
+
+    /// Streams this store holds, with their epochs.
+    pub fn stream_epochs(&self) -> Vec<(StreamId, u32)> {
+        let streams = self.inner.streams.read().expect("streams lock poisoned");
+        streams.values().map(|s| (s.id, s.lock().epoch)).collect()
+    }
+
+    /// Starts serving a stream assigned to this broker, at its committed end.
+    /// A stream already held (a new epoch of our own) only takes the epoch.
+    pub fn open_stream(&self, id: StreamId, meta: &StreamMeta) {
+        let mut map = self.inner.streams.write().expect("streams lock poisoned");
+        if let Some(stream) = map.get(&id) {
+            let mut st = stream.lock();
+            st.epoch = st.epoch.max(meta.epoch);
+            st.sealed = false;
+            return;
+        }
+        map.insert(id, Stream::new(id, StreamState::from_meta(meta)));
+    }
+
+    /// Stops taking appends for `id`, waits until what it acknowledged is
+    /// committed, and returns its committed end offset. The stream stays
+    /// readable here until [`StreamStore::remove_stream`].
+    pub async fn seal(&self, id: StreamId) -> Result<i64> {
+        let stream = self.stream(id)?;
+        let end = {
+            let mut st = stream.lock();
+            st.sealed = true;
+            st.next_offset
+        };
+        // Bounded: each round either uploads or waits on the WAL, and the
+        // caller gives up a move that takes too long.
+        for _ in 0..200 {
+            if stream.high_watermark() < end {
+                let mut durable = self.inner.wal.watch_durable();
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(50), durable.changed()).await;
+                continue;
+            }
+            if stream.lock().uploaded_end >= end {
+                return Ok(end);
+            }
+            crate::uploader::upload_once(&self.inner).await?;
+        }
+        Err(StorageError::Unavailable(format!("stream {id}: its tail could not be committed")))
+    }
+
+    /// Lets a sealed stream take appends again (a move that was called off).
+    pub fn unseal(&self, id: StreamId) {
+        if let Ok(stream) = self.stream(id) {
+            stream.lock().sealed = false;
+        }
+    }
+
+    /// Drops a stream from this broker (moved away or deleted).
+    pub fn remove_stream(&self, id: StreamId) {
+        self.inner.remove_stream(id);
     }
 
     /// Assigns offsets to `input` and queues it for the WAL. The offsets are
@@ -202,7 +346,10 @@ impl StreamStore {
     pub fn append(&self, id: StreamId, input: AppendInput) -> Result<Appended> {
         let inner = &self.inner;
         if inner.fenced.load(Ordering::Acquire) {
-            return Err(StorageError::Fenced("this broker was fenced by a newer one".into()));
+            return Err(StorageError::Fenced("this broker incarnation was fenced".into()));
+        }
+        if Instant::now() >= inner.lease.valid_until() {
+            return Err(StorageError::LeaseExpired);
         }
         let pending = inner.pending_bytes.load(Ordering::Acquire);
         if pending > inner.config.max_pending_upload_bytes {
@@ -217,10 +364,18 @@ impl StreamStore {
         if st.deleted {
             return Err(StorageError::UnknownStream(id));
         }
+        if st.sealed {
+            return Err(StorageError::Sealed(id));
+        }
         let base_offset = st.next_offset;
         let end = base_offset + i64::from(input.records);
         let mut stamped = BytesMut::from(&input.bytes[..]);
         stamped[..8].copy_from_slice(&base_offset.to_be_bytes());
+        // The partition leader epoch (bytes 12..16, outside the CRC, as the
+        // base offset): consumers validate their position against it (KIP-320).
+        if stamped.len() >= 16 {
+            stamped[12..16].copy_from_slice(&(st.epoch as i32).to_be_bytes());
+        }
         let bytes = stamped.freeze();
         let (tx, rx) = oneshot::channel();
         let on_durable = stream.clone();
@@ -255,7 +410,7 @@ impl StreamStore {
         if pending >= inner.config.upload_bytes {
             inner.upload_now.notify_one();
         }
-        Ok(Appended { base_offset, durable: rx })
+        Ok(Appended { base_offset, durable: rx, lease: inner.lease.clone() })
     }
 
     /// Start offset and high watermark of a stream.
@@ -345,129 +500,6 @@ impl StreamStore {
         Ok(found.map(|offset| TimestampHint { offset }))
     }
 
-    /// Creates a topic of `partitions` new streams.
-    pub async fn create_topic(
-        &self,
-        name: &str,
-        partitions: u32,
-        configs: BTreeMap<String, String>,
-    ) -> Result<TopicMeta> {
-        let state = self
-            .inner
-            .meta
-            .append_with(|s| {
-                let first = s.next_stream_id;
-                let topic = TopicMeta {
-                    name: name.to_string(),
-                    id: random_id(),
-                    streams: (first..first + u64::from(partitions)).collect(),
-                    configs,
-                };
-                Ok(vec![MetaRecord::TopicCreated { topic }])
-            })
-            .await?;
-        let topic = state.topics[name].clone();
-        self.open_streams(&state, &topic.streams);
-        Ok(topic)
-    }
-
-    /// Grows a topic to `total` partitions.
-    pub async fn add_partitions(&self, name: &str, total: u32) -> Result<TopicMeta> {
-        let state = self
-            .inner
-            .meta
-            .append_with(|s| {
-                let topic = s.topics.get(name).ok_or_else(|| StorageError::UnknownTopic(name.into()))?;
-                let have = topic.streams.len() as u64;
-                if u64::from(total) <= have {
-                    return Err(StorageError::Invalid(format!(
-                        "topic {name} has {have} partitions; the new count must be larger"
-                    )));
-                }
-                let first = s.next_stream_id;
-                let streams = (first..first + u64::from(total) - have).collect();
-                Ok(vec![MetaRecord::PartitionsAdded { name: name.into(), streams }])
-            })
-            .await?;
-        let topic = state.topics[name].clone();
-        self.open_streams(&state, &topic.streams);
-        Ok(topic)
-    }
-
-    /// Replaces a topic's stored configs.
-    pub async fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<()> {
-        self.inner.meta.append(vec![MetaRecord::TopicConfigsSet { name: name.into(), configs }]).await?;
-        Ok(())
-    }
-
-    /// Deletes a topic: its streams stop taking appends and reads at once.
-    pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        let state = self.inner.meta.state();
-        let streams = state
-            .topics
-            .get(name)
-            .map(|t| t.streams.clone())
-            .ok_or_else(|| StorageError::UnknownTopic(name.into()))?;
-        self.inner.meta.append(vec![MetaRecord::TopicDeleted { name: name.into() }]).await?;
-        let mut map = self.inner.streams.write().expect("streams lock poisoned");
-        for id in streams {
-            if let Some(stream) = map.remove(&id) {
-                let mut st = stream.lock();
-                st.deleted = true;
-                let cached: u64 = st.cache.iter().map(|b| b.bytes.len() as u64).sum();
-                let pending: u64 = st
-                    .cache
-                    .iter()
-                    .filter(|b| b.base_offset >= st.uploaded_end)
-                    .map(|b| b.bytes.len() as u64)
-                    .sum();
-                st.cache.clear();
-                self.inner.cached_bytes.fetch_sub(cached, Ordering::AcqRel);
-                self.inner.pending_bytes.fetch_sub(pending, Ordering::AcqRel);
-            }
-        }
-        Ok(())
-    }
-
-    fn open_streams(&self, state: &MetaState, ids: &[StreamId]) {
-        let mut map = self.inner.streams.write().expect("streams lock poisoned");
-        for &id in ids {
-            if map.contains_key(&id) {
-                continue;
-            }
-            let st = StreamState::from_meta(&state.streams.get(&id).cloned().unwrap_or_default());
-            map.insert(id, Stream::new(id, st));
-        }
-    }
-
-    /// A new producer id, from a block reserved in the metadata log.
-    pub async fn allocate_producer_id(&self) -> Result<i64> {
-        const BLOCK: i64 = 1000;
-        {
-            let mut ids = self.inner.producer_ids.lock().expect("producer ids poisoned");
-            if ids.0 < ids.1 {
-                ids.0 += 1;
-                return Ok(ids.0 - 1);
-            }
-        }
-        let broker_id = self.inner.config.broker_id;
-        let state = self
-            .inner
-            .meta
-            .append_with(|s| {
-                Ok(vec![MetaRecord::ProducerIdsAllocated {
-                    broker_id,
-                    first: s.next_producer_id,
-                    count: BLOCK,
-                }])
-            })
-            .await?;
-        let end = state.next_producer_id;
-        let mut ids = self.inner.producer_ids.lock().expect("producer ids poisoned");
-        *ids = (end - BLOCK + 1, end);
-        Ok(end - BLOCK)
-    }
-
     /// Asks the uploader to upload what waits now, and waits until everything
     /// appended before the call is committed in the object store.
     pub async fn flush(&self) -> Result<()> {
@@ -488,21 +520,6 @@ impl StreamStore {
             .map_err(|e| StorageError::Wal(std::io::Error::other(e)))?;
         crate::uploader::upload_all(&self.inner).await
     }
-}
-
-/// 16 bytes that differ between calls and processes, for topic ids.
-fn random_id() -> [u8; 16] {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = [0u8; 16];
-    for (i, chunk) in out.chunks_mut(8).enumerate() {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
-        );
-        h.write_usize(i);
-        chunk.copy_from_slice(&h.finish().to_le_bytes());
-    }
-    out
 }
 
 impl StreamStore {

@@ -36,6 +36,8 @@ pub(crate) struct StreamState {
     /// Committed object ranges in offset order.
     pub ranges: Vec<(Arc<str>, ObjectRange)>,
     pub deleted: bool,
+    /// Being handed to another broker: no appends, reads still served.
+    pub sealed: bool,
 }
 
 impl StreamState {
@@ -50,6 +52,7 @@ impl StreamState {
             cache: VecDeque::new(),
             ranges: meta.ranges.iter().map(|(k, r)| (Arc::from(k.as_str()), r.clone())).collect(),
             deleted: false,
+            sealed: false,
         }
     }
 

@@ -1,9 +1,14 @@
 //! The uploader: moves what the WAL holds into one stream-set object, commits
-//! the object's ranges to the metadata log, then trims the WAL.
+//! the object's ranges through the [`Committer`](crate::store::Committer),
+//! then trims the WAL.
 //!
-//! One PUT (plus one metadata PUT) per upload whatever the number of streams:
-//! the request rate, and so the S3 bill, is set by the upload policy
+//! One PUT (plus one commit) per upload whatever the number of streams: the
+//! request rate, and so the S3 bill, is set by the upload policy
 //! (`upload_bytes`, `upload_interval`), not by the partition count.
+//!
+//! A commit whose answer is lost may have landed, so a failed commit is kept
+//! and retried as it is (same object, same ranges) before anything new is
+//! uploaded: the controller recognises a repeated commit by its key.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,9 +18,8 @@ use object_store::{PutMode, PutOptions, PutPayload};
 use tokio::sync::watch;
 
 use crate::error::{Result, StorageError};
-use crate::meta::MetaRecord;
 use crate::object::ObjectBuilder;
-use crate::store::Inner;
+use crate::store::{sub_saturating, Inner, ObjectCommit, PendingCommit};
 use crate::stream::Stream;
 
 /// The uploader task: uploads every `upload_interval`, or sooner when enough
@@ -23,7 +27,7 @@ use crate::stream::Stream;
 pub(crate) async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
     loop {
-        // Back off while the object store fails, up to 8 intervals.
+        // Back off while the object store or the controller fails, up to 8 intervals.
         let wait = inner.config.upload_interval * (1 << failures.min(3));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -33,7 +37,7 @@ pub(crate) async fn run(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         match upload_once(&inner).await {
             Ok(_) => failures = 0,
             Err(StorageError::Fenced(reason)) => {
-                tracing::error!(%reason, "fenced by a newer broker; uploads stop");
+                tracing::error!(%reason, "this broker incarnation was fenced; uploads stop");
                 inner.fenced.store(true, Ordering::Release);
                 return;
             }
@@ -50,20 +54,66 @@ pub(crate) async fn upload_all(inner: &Inner) -> Result<()> {
     let target = inner.wal.appended_lsn();
     let mut durable = inner.wal.watch_durable();
     let _ = tokio::time::timeout(Duration::from_secs(10), durable.wait_for(|l| *l >= target)).await;
+    // A pending commit is finished first, then what is new goes up.
+    upload_once(inner).await?;
     upload_once(inner).await.map(|_| ())
 }
 
-/// Uploads everything durable and not yet uploaded. Returns whether an object
-/// was written.
+/// Finishes a pending commit, or uploads everything durable and not yet
+/// uploaded and commits it. Returns whether an object was committed.
 pub(crate) async fn upload_once(inner: &Inner) -> Result<bool> {
-    let _serial = inner.upload_lock.lock().await;
+    let mut pending = inner.upload_lock.lock().await;
+    let upload = match pending.take() {
+        Some(p) => p,
+        None => match build_and_put(inner).await? {
+            Some(p) => p,
+            None => return Ok(false),
+        },
+    };
+    let outcome = match inner.committer.commit(upload.commit.clone()).await {
+        Ok(outcome) => outcome,
+        Err(error) if error.is_retriable() => {
+            *pending = Some(upload);
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
+    let key: Arc<str> = Arc::from(upload.commit.key.as_str());
+    let streams: Vec<Arc<Stream>> =
+        inner.streams.read().expect("streams lock poisoned").values().cloned().collect();
+    for range in &upload.commit.ranges {
+        if outcome.refused.iter().any(|(s, _)| *s == range.stream) {
+            continue;
+        }
+        if let Some(stream) = streams.iter().find(|s| s.id == range.stream) {
+            let mut st = stream.lock();
+            if st.uploaded_end == range.start_offset {
+                st.uploaded_end = range.end_offset;
+                st.ranges.push((key.clone(), range.clone()));
+            }
+        }
+    }
+    sub_saturating(&inner.pending_bytes, upload.bytes);
+    for (stream, reason) in &outcome.refused {
+        tracing::error!(stream, %reason, "commit refused: this broker no longer owns the stream; dropping it");
+        inner.remove_stream(*stream);
+    }
+    evict(inner, &streams);
+    inner.wal.trim(upload.cutoff);
+    tracing::debug!(key = %upload.commit.key, size = upload.commit.size, streams = upload.commit.ranges.len(), "object committed");
+    Ok(true)
+}
+
+/// Builds one object of every stream's durable, not yet uploaded batches and
+/// writes it. None: nothing to upload.
+async fn build_and_put(inner: &Inner) -> Result<Option<PendingCommit>> {
     let cutoff = inner.wal.durable_lsn();
     let mut streams: Vec<Arc<Stream>> =
         inner.streams.read().expect("streams lock poisoned").values().cloned().collect();
     streams.sort_by_key(|s| s.id);
 
     let mut builder = ObjectBuilder::default();
-    let mut bytes_in_object = 0u64;
+    let mut bytes = 0u64;
     for stream in &streams {
         let st = stream.lock();
         let first = st.cache.partition_point(|b| b.base_offset < st.uploaded_end);
@@ -71,48 +121,24 @@ pub(crate) async fn upload_once(inner: &Inner) -> Result<bool> {
         let Some(last) = batches.last() else { continue };
         let max_ts = batches.iter().map(|b| b.max_timestamp).max().unwrap_or(-1);
         let data: Vec<_> = batches.iter().map(|b| b.bytes.clone()).collect();
-        bytes_in_object += data.iter().map(|b| b.len() as u64).sum::<u64>();
+        bytes += data.iter().map(|b| b.len() as u64).sum::<u64>();
         builder.add_stream(stream.id, st.epoch, st.uploaded_end, last.end_offset, max_ts, &data);
     }
     if builder.is_empty() {
         inner.wal.trim(cutoff);
-        return Ok(false);
+        return Ok(None);
     }
-
     let seq = inner.object_seq.fetch_add(1, Ordering::AcqRel);
     let key = format!("data/b{}-e{}-{seq:012}.obj", inner.config.broker_id, inner.broker_epoch);
     let (object, ranges) = builder.finish();
     let size = object.len() as u64;
-    let started = std::time::Instant::now();
     let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-    inner.bucket.store.put_opts(&inner.bucket.key(&key), PutPayload::from(object), opts).await?;
-    let put_ms = started.elapsed().as_millis() as u64;
-    inner
-        .meta
-        .append(vec![MetaRecord::ObjectCommitted {
-            key: key.clone(),
-            size,
-            broker_id: inner.config.broker_id,
-            broker_epoch: inner.broker_epoch,
-            ranges: ranges.clone(),
-        }])
-        .await?;
-
-    let key: Arc<str> = Arc::from(key.as_str());
-    for range in &ranges {
-        if let Some(stream) = streams.iter().find(|s| s.id == range.stream) {
-            let mut st = stream.lock();
-            st.uploaded_end = range.end_offset;
-            st.ranges.push((key.clone(), range.clone()));
-        }
+    match inner.bucket.store.put_opts(&inner.bucket.key(&key), PutPayload::from(object), opts).await {
+        // The key is this incarnation's alone: "exists" is our own earlier try.
+        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+        Err(e) => return Err(e.into()),
     }
-    inner
-        .pending_bytes
-        .fetch_sub(bytes_in_object.min(inner.pending_bytes.load(Ordering::Acquire)), Ordering::AcqRel);
-    evict(inner, &streams);
-    inner.wal.trim(cutoff);
-    tracing::debug!(%key, size, streams = ranges.len(), put_ms, total_ms = started.elapsed().as_millis() as u64, "object committed");
-    Ok(true)
+    Ok(Some(PendingCommit { commit: ObjectCommit { key, size, ranges }, cutoff, bytes }))
 }
 
 /// Drops uploaded batches from the log caches, oldest first per stream, until

@@ -123,27 +123,7 @@ impl Wal {
             )));
         }
         std::fs::create_dir_all(dir).map_err(StorageError::Wal)?;
-        let mut segments = list_segments(dir).map_err(StorageError::Wal)?;
-        segments.sort();
-        let mut recovered = Vec::new();
-        // Where writing resumes: the end of the last intact entry.
-        let mut resume: Option<(Lsn, Lsn)> = None; // (segment start, lsn)
-        let mut stale = Vec::new();
-        for &start in &segments {
-            let path = segment_path(dir, start);
-            let entries = read_segment(&path, start, segment_bytes).map_err(StorageError::Wal)?;
-            if let Some(last) = entries.last() {
-                let end = last.lsn + entry_len(last.record.payload.len()) as Lsn;
-                if resume.is_some_and(|(_, at)| last.lsn < at) {
-                    stale.push(start);
-                    continue;
-                }
-                resume = Some((start, end));
-                recovered.extend(entries);
-            } else {
-                stale.push(start);
-            }
-        }
+        let Scan { segments, recovered, resume, stale } = scan(dir, segment_bytes)?;
         let (active_start, next_lsn) = resume.unwrap_or((0, 0));
         let spare: VecDeque<PathBuf> = stale
             .into_iter()
@@ -167,6 +147,13 @@ impl Wal {
         tracing::info!(dir = %dir.display(), entries = recovered.len(), resume_lsn = next_lsn, "WAL opened");
         let wal = Wal { shared, durable, writer: Arc::new(Mutex::new(Some(handle))) };
         Ok((wal, recovered))
+    }
+
+    /// Every intact entry of the WAL in `dir`, read without writing anything:
+    /// for a peer that recovers a dead broker's WAL (it holds the directory's
+    /// lock, so the owner is not writing).
+    pub fn read_only(dir: &Path, segment_bytes: u64) -> Result<Vec<RecoveredRecord>> {
+        Ok(scan(dir, segment_bytes)?.recovered)
     }
 
     /// Queues `record`; `done` runs on the writer thread once it is durable.
@@ -438,6 +425,39 @@ fn encode_entry(out: &mut [u8], p: &Pending) {
 }
 
 /// Reads the intact entries of one segment, stopping at the first bad one.
+struct Scan {
+    segments: Vec<Lsn>,
+    recovered: Vec<RecoveredRecord>,
+    /// (segment start, lsn) where writing resumes: the end of the last intact entry.
+    resume: Option<(Lsn, Lsn)>,
+    /// Segments holding nothing current (recycled or older than the resume point).
+    stale: Vec<Lsn>,
+}
+
+fn scan(dir: &Path, segment_bytes: u64) -> Result<Scan> {
+    let mut segments = list_segments(dir).map_err(StorageError::Wal)?;
+    segments.sort();
+    let mut recovered = Vec::new();
+    let mut resume: Option<(Lsn, Lsn)> = None;
+    let mut stale = Vec::new();
+    for &start in &segments {
+        let path = segment_path(dir, start);
+        let entries = read_segment(&path, start, segment_bytes).map_err(StorageError::Wal)?;
+        if let Some(last) = entries.last() {
+            let end = last.lsn + entry_len(last.record.payload.len()) as Lsn;
+            if resume.is_some_and(|(_, at)| last.lsn < at) {
+                stale.push(start);
+                continue;
+            }
+            resume = Some((start, end));
+            recovered.extend(entries);
+        } else {
+            stale.push(start);
+        }
+    }
+    Ok(Scan { segments, recovered, resume, stale })
+}
+
 fn read_segment(path: &Path, start: Lsn, segment_bytes: u64) -> io::Result<Vec<RecoveredRecord>> {
     let mut data = Vec::with_capacity(segment_bytes as usize);
     File::open(path)?.read_to_end(&mut data)?;

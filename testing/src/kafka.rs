@@ -116,6 +116,68 @@ pub fn consume_all(
     Ok(log)
 }
 
+/// Reads every partition of `topic` from the beginning up to the high
+/// watermark each had when the read started: stops on state, not on counts,
+/// so records that were durable but never acknowledged are read too.
+pub fn consume_to_end(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> anyhow::Result<Log> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let deadline = Instant::now() + timeout;
+    let mut ends = BTreeMap::new();
+    for p in 0..partitions {
+        let end = loop {
+            match consumer.fetch_watermarks(topic, p, Duration::from_secs(5)) {
+                Ok((_, high)) => break high,
+                Err(e) if Instant::now() > deadline => bail!("watermarks of {topic}/{p}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        };
+        ends.insert(p, end);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut log = Log::new();
+    let mut next: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
+    while next.iter().any(|(p, at)| *at < ends[p]) {
+        if Instant::now() > deadline {
+            bail!("reading {topic} to its end timed out: at {next:?}, ends {ends:?}");
+        }
+        if let Some(msg) = consumer.poll(Duration::from_millis(200)) {
+            let msg = msg?;
+            let seen = Seen {
+                key: msg.key().unwrap_or_default().to_vec(),
+                value: msg.payload().unwrap_or_default().to_vec(),
+            };
+            if log.insert((msg.partition(), msg.offset()), seen).is_some() {
+                bail!("offset {}:{} delivered twice", msg.partition(), msg.offset());
+            }
+            next.insert(msg.partition(), msg.offset() + 1);
+        }
+    }
+    Ok(log)
+}
+
+/// Keys read more than once (with idempotence on, a duplicate is a bug).
+pub fn duplicate_keys(read: &Log) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    read.values()
+        .filter(|r| !seen.insert(r.key.clone()))
+        .map(|r| String::from_utf8_lossy(&r.key).into_owned())
+        .collect()
+}
+
 /// Every acknowledged record must be read back at its offset, unchanged.
 /// Returns a description of each difference (empty: none).
 pub fn missing_or_changed(acked: &Log, read: &Log) -> Vec<String> {

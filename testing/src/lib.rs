@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub mod bench;
+pub mod cluster;
+pub mod fake_s3;
 pub mod group;
 pub mod kafka;
 pub mod raw;
@@ -189,6 +191,22 @@ impl BrokerProcess {
                 let _ = child.kill();
                 let _ = child.wait();
                 bail!("floe did not exit within 60 s of SIGTERM; log:\n{}", self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (bounded) for the process to exit by itself; its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let Some(child) = self.child.as_mut() else { bail!("broker is not running") };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("floe did not exit within {timeout:?}; log:\n{}", self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

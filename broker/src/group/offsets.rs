@@ -12,7 +12,7 @@ use floe_protocol::{RecordBatch, ResponseError};
 use floe_storage::{AppendInput, StorageError, StreamStore};
 use serde::{Deserialize, Serialize};
 
-use crate::broker::storage_error_code;
+use crate::broker::{storage_error_code, Broker};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Partitions of the offsets topic: the unit by which groups will be spread
@@ -55,40 +55,58 @@ pub fn offsets_partition(group: &str) -> usize {
     (h % u64::from(OFFSETS_PARTITIONS)) as usize
 }
 
+impl Default for OffsetStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl OffsetStore {
-    /// Loads every committed offset from the offsets topic, if it exists.
-    pub async fn load(store: &StreamStore) -> Result<Self, StorageError> {
-        let this = Self {
+    pub fn new() -> Self {
+        Self {
             committed: Mutex::new(HashMap::new()),
             partition_locks: (0..OFFSETS_PARTITIONS).map(|_| tokio::sync::Mutex::new(())).collect(),
-        };
-        let Some(topic) = store.metadata().topics.get(OFFSETS_TOPIC).cloned() else { return Ok(this) };
+        }
+    }
+
+    /// Loads the committed offsets of one offsets partition (its stream was
+    /// just assigned to this broker), replacing what was known of its groups.
+    pub async fn load_partition(
+        &self,
+        store: &StreamStore,
+        stream: u64,
+        partition: usize,
+    ) -> Result<(), StorageError> {
+        self.forget_partition(partition);
+        let offsets = store.offsets(stream)?;
+        let mut at = offsets.start_offset;
         let mut loaded = 0usize;
-        for stream in topic.streams {
-            let offsets = store.offsets(stream)?;
-            let mut at = offsets.start_offset;
-            while at < offsets.high_watermark {
-                let read = store.read(stream, at, 4 << 20).await?;
-                if read.batches.is_empty() {
-                    break;
-                }
-                for bytes in read.batches {
-                    let batch = RecordBatch::parse_unchecked_crc(bytes)
-                        .map_err(|e| StorageError::Invalid(format!("offsets stream {stream}: {e}")))?;
-                    at = batch.last_offset() + 1;
-                    for (_, record) in batch.records().unwrap_or_default() {
-                        if let Some(r) =
-                            record.value.and_then(|v| serde_json::from_slice::<OffsetRecord>(&v).ok())
-                        {
-                            this.apply(r);
-                            loaded += 1;
-                        }
+        while at < offsets.high_watermark {
+            let read = store.read(stream, at, 4 << 20).await?;
+            if read.batches.is_empty() {
+                break;
+            }
+            for bytes in read.batches {
+                let batch = RecordBatch::parse_unchecked_crc(bytes)
+                    .map_err(|e| StorageError::Invalid(format!("offsets stream {stream}: {e}")))?;
+                at = batch.last_offset() + 1;
+                for (_, record) in batch.records().unwrap_or_default() {
+                    if let Some(r) =
+                        record.value.and_then(|v| serde_json::from_slice::<OffsetRecord>(&v).ok())
+                    {
+                        self.apply(r);
+                        loaded += 1;
                     }
                 }
             }
         }
-        tracing::info!(records = loaded, "committed offsets loaded");
-        Ok(this)
+        tracing::info!(partition, records = loaded, "committed offsets loaded");
+        Ok(())
+    }
+
+    /// Forgets the groups of an offsets partition that moved away.
+    pub fn forget_partition(&self, partition: usize) {
+        self.committed.lock().expect("offsets poisoned").retain(|g, _| offsets_partition(g) != partition);
     }
 
     fn apply(&self, r: OffsetRecord) {
@@ -110,14 +128,15 @@ impl OffsetStore {
     /// Writes commits (or deletions) durably, then makes them visible.
     pub async fn write(
         &self,
-        store: &StreamStore,
+        broker: &Broker,
         group: &str,
         entries: Vec<(String, i32, Option<Committed>)>,
     ) -> Result<(), ResponseError> {
         if entries.is_empty() {
             return Ok(());
         }
-        let stream = ensure_offsets_topic(store).await?[offsets_partition(group)];
+        let store = &broker.store;
+        let stream = ensure_offsets_topic(broker).await?[offsets_partition(group)];
         let records: Vec<OffsetRecord> = entries
             .into_iter()
             .map(|(topic, partition, committed)| OffsetRecord {
@@ -162,20 +181,21 @@ impl OffsetStore {
 }
 
 /// The offsets topic's streams, creating the topic on first use.
-async fn ensure_offsets_topic(store: &StreamStore) -> Result<Vec<u64>, ResponseError> {
-    if let Some(t) = store.metadata().topics.get(OFFSETS_TOPIC) {
+pub async fn ensure_offsets_topic(broker: &Broker) -> Result<Vec<u64>, ResponseError> {
+    if let Some(t) = broker.topic(OFFSETS_TOPIC) {
         return Ok(t.streams.clone());
     }
     let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
-    match store.create_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS, configs).await {
+    match broker.create_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS, configs).await {
         Ok(t) => Ok(t.streams),
-        Err(StorageError::TopicExists(_)) => store
-            .metadata()
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map(|t| t.streams.clone())
-            .ok_or(ResponseError::CoordinatorNotAvailable),
-        Err(e) => Err(storage_error_code(&e)),
+        Err(StorageError::TopicExists(_)) => {
+            broker.member.wait_for(broker.metadata().seq).await;
+            broker.topic(OFFSETS_TOPIC).map(|t| t.streams).ok_or(ResponseError::CoordinatorNotAvailable)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "creating the offsets topic failed");
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
     }
 }
 

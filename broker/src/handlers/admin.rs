@@ -105,7 +105,7 @@ pub async fn create_topics(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply 
             );
             continue;
         }
-        match broker.store.create_topic(&name, partitions as u32, configs).await {
+        match broker.create_topic(&name, partitions as u32, configs).await {
             Ok(topic) => {
                 tracing::info!(topic = name, partitions, "created topic");
                 results.push(
@@ -156,7 +156,7 @@ pub async fn delete_topics(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply 
     wanted.extend(req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)));
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
-        let meta = broker.store.metadata();
+        let meta = broker.metadata();
         let topic = match &name {
             Some(n) => meta.topics.get(n).cloned(),
             None => meta.topics.values().find(|t| Uuid::from_bytes(t.id) == id).cloned(),
@@ -180,7 +180,7 @@ pub async fn delete_topics(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply 
         let r = r
             .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
             .with_topic_id(Uuid::from_bytes(topic.id));
-        match broker.store.delete_topic(&topic.name).await {
+        match broker.delete_topic(&topic.name).await {
             Ok(()) => {
                 tracing::info!(topic = topic.name, "deleted topic");
                 responses.push(r);
@@ -221,7 +221,7 @@ pub async fn create_partitions(broker: &Arc<Broker>, frame: &RequestFrame) -> Re
             results.push(r);
             continue;
         }
-        match broker.store.add_partitions(&topic.name, t.count as u32).await {
+        match broker.add_partitions(&topic.name, t.count as u32).await {
             Ok(_) => {
                 tracing::info!(topic = topic.name, partitions = t.count, "added partitions");
                 results.push(r);

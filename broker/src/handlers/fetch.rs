@@ -11,13 +11,14 @@ use floe_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse, Topic
 use floe_protocol::{RequestFrame, ResponseError};
 
 use super::{body, respond, Reply};
-use crate::broker::{storage_error_code, Broker};
+use crate::broker::{storage_error_code, Broker, Partition};
 
 /// Longest wait honoured, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
 struct Wanted {
-    stream: Option<u64>,
+    /// The stream, when this broker serves the partition; else the error.
+    stream: Result<u64, ResponseError>,
     partition: i32,
     offset: i64,
     max_bytes: usize,
@@ -38,7 +39,11 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                 .partitions
                 .into_iter()
                 .map(|p| Wanted {
-                    stream: meta.as_ref().and_then(|m| m.stream(p.partition)),
+                    stream: match meta.as_ref().and_then(|m| broker.partition(m, p.partition)) {
+                        Some(Partition::Local { stream, .. }) => Ok(stream),
+                        Some(Partition::Elsewhere { .. }) => Err(ResponseError::NotLeaderOrFollower),
+                        None => Err(ResponseError::UnknownTopicOrPartition),
+                    },
                     partition: p.partition,
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
@@ -85,10 +90,13 @@ async fn gather(
             let mut pd = PartitionData::default()
                 .with_partition_index(w.partition)
                 .with_aborted_transactions(read_committed.then(Vec::new));
-            let Some(stream) = w.stream else {
-                errors = true;
-                partitions.push(pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
-                continue;
+            let stream = match w.stream {
+                Ok(stream) => stream,
+                Err(code) => {
+                    errors = true;
+                    partitions.push(pd.with_error_code(code.code()));
+                    continue;
+                }
             };
             // The response budget is spent, but the first batch always goes
             // out whole (KIP-74), so an oversized batch cannot stall a consumer.

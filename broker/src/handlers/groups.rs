@@ -18,8 +18,10 @@ use floe_protocol::kafka_protocol::protocol::StrBytes;
 use floe_protocol::{RequestFrame, ResponseError};
 
 use super::{body, respond, Reply};
-use crate::broker::Broker;
+use crate::broker::{Broker, Partition};
+use crate::group::offsets::{ensure_offsets_topic, offsets_partition};
 use crate::group::state::JoinRequest;
+use crate::group::OFFSETS_TOPIC;
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
@@ -27,38 +29,67 @@ fn s(v: impl Into<String>) -> StrBytes {
 
 const GROUP_KEY: i8 = 0;
 
-pub fn find_coordinator(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
+pub async fn find_coordinator(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
     let req = body!(frame, FindCoordinatorRequest);
     let version = frame.version();
-    let me = BrokerId(broker.config.broker_id);
-    let host = s(broker.config.advertise_host.clone());
-    let port = broker.config.advertise_port;
-    // Transactions are not served, so there is no transaction coordinator.
-    let error = (req.key_type != GROUP_KEY).then_some(ResponseError::CoordinatorNotAvailable);
+    let keys: Vec<StrBytes> = if version >= 4 { req.coordinator_keys.clone() } else { vec![req.key.clone()] };
+    let mut found = Vec::with_capacity(keys.len());
+    for key in keys {
+        // Transactions are not served, so there is no transaction coordinator.
+        let answer = if req.key_type != GROUP_KEY {
+            Err(ResponseError::CoordinatorNotAvailable)
+        } else {
+            coordinator(broker, &key).await
+        };
+        found.push((key, answer));
+    }
     let mut resp = FindCoordinatorResponse::default();
     if version >= 4 {
-        resp.coordinators = req
-            .coordinator_keys
+        resp.coordinators = found
             .into_iter()
-            .map(|key| match error {
-                Some(e) => Coordinator::default()
+            .map(|(key, answer)| match answer {
+                Err(e) => Coordinator::default()
                     .with_key(key)
                     .with_node_id(BrokerId(-1))
                     .with_port(-1)
                     .with_error_code(e.code()),
-                None => Coordinator::default()
+                Ok((id, host, port)) => Coordinator::default()
                     .with_key(key)
-                    .with_node_id(me)
-                    .with_host(host.clone())
+                    .with_node_id(BrokerId(id))
+                    .with_host(s(host))
                     .with_port(port),
             })
             .collect();
-    } else if let Some(e) = error {
-        resp = resp.with_error_code(e.code()).with_node_id(BrokerId(-1)).with_port(-1);
     } else {
-        resp = resp.with_node_id(me).with_host(host).with_port(port);
+        match found.pop().map_or(Err(ResponseError::InvalidRequest), |(_, a)| a) {
+            Ok((id, host, port)) => resp = resp.with_node_id(BrokerId(id)).with_host(s(host)).with_port(port),
+            Err(e) => resp = resp.with_error_code(e.code()).with_node_id(BrokerId(-1)).with_port(-1),
+        }
     }
     respond(frame, &resp)
+}
+
+/// The broker coordinating `group`: the owner of its offsets partition.
+async fn coordinator(broker: &Broker, group: &str) -> Result<(i32, String, i32), ResponseError> {
+    if group.is_empty() {
+        return Err(ResponseError::InvalidRequest);
+    }
+    let streams = ensure_offsets_topic(broker).await?;
+    let stream = streams[offsets_partition(group)];
+    let state = broker.metadata();
+    let owner = state.streams.get(&stream).and_then(|m| m.moving_to.map_or(m.owner, |_| None));
+    let Some(owner) = owner else { return Err(ResponseError::CoordinatorNotAvailable) };
+    let (host, port) = broker.address_of(&state, owner);
+    Ok((owner, host, port))
+}
+
+/// NOT_COORDINATOR unless this broker serves the group's offsets partition.
+pub fn not_coordinator(broker: &Broker, group: &str) -> Option<ResponseError> {
+    let topic = broker.topic(OFFSETS_TOPIC)?;
+    match broker.partition(&topic, offsets_partition(group) as i32) {
+        Some(Partition::Local { .. }) => None,
+        _ => Some(ResponseError::NotCoordinator),
+    }
 }
 
 pub async fn join_group(broker: &Arc<Broker>, frame: &RequestFrame, peer: SocketAddr) -> Reply {
@@ -79,7 +110,10 @@ pub async fn join_group(broker: &Arc<Broker>, frame: &RequestFrame, peer: Socket
         protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
         require_known_member_id: version >= 4,
     };
-    let out = broker.groups.join(&req.group_id.0, join).await;
+    let out = match not_coordinator(broker, &req.group_id.0) {
+        Some(e) => crate::group::state::JoinOutcome::error(e, &join.member_id),
+        None => broker.groups.join(&req.group_id.0, join).await,
+    };
     let members = out
         .members
         .into_iter()
@@ -111,10 +145,15 @@ pub async fn sync_group(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
     let assignments =
         req.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
     let instance = req.group_instance_id.as_ref().map(|i| i.to_string());
-    let out = broker
-        .groups
-        .sync(&req.group_id.0, &req.member_id, instance.as_deref(), req.generation_id, assignments)
-        .await;
+    let out = match not_coordinator(broker, &req.group_id.0) {
+        Some(e) => crate::group::state::SyncOutcome::error(e),
+        None => {
+            broker
+                .groups
+                .sync(&req.group_id.0, &req.member_id, instance.as_deref(), req.generation_id, assignments)
+                .await
+        }
+    };
     let mut resp = SyncGroupResponse::default()
         .with_error_code(out.error.map_or(0, |e| e.code()))
         .with_assignment(out.assignment);
@@ -128,8 +167,12 @@ pub async fn sync_group(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
 pub fn heartbeat(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
     let req = body!(frame, HeartbeatRequest);
     let instance = req.group_instance_id.as_ref().map(|i| i.to_string());
-    let result =
-        broker.groups.heartbeat(&req.group_id.0, &req.member_id, instance.as_deref(), req.generation_id);
+    let result = match not_coordinator(broker, &req.group_id.0) {
+        Some(e) => Err(e),
+        None => {
+            broker.groups.heartbeat(&req.group_id.0, &req.member_id, instance.as_deref(), req.generation_id)
+        }
+    };
     respond(frame, &HeartbeatResponse::default().with_error_code(result.err().map_or(0, |e| e.code())))
 }
 
@@ -145,8 +188,9 @@ pub fn leave_group(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
     } else {
         vec![(req.member_id.to_string(), None)]
     };
-    let Some(results) = broker.groups.leave(&req.group_id.0, &members) else {
-        let code = ResponseError::UnknownMemberId.code();
+    let not_here = not_coordinator(broker, &req.group_id.0);
+    let Some(results) = broker.groups.leave(&req.group_id.0, &members).filter(|_| not_here.is_none()) else {
+        let code = not_here.unwrap_or(ResponseError::UnknownMemberId).code();
         let mut resp = LeaveGroupResponse::default().with_error_code(code);
         if version >= 3 {
             resp.error_code = 0;
@@ -264,7 +308,7 @@ pub async fn delete_groups(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply 
             continue;
         }
         let tombstones = offsets.into_keys().map(|(t, p)| (t, p, None)).collect();
-        match broker.offsets.write(&broker.store, &id.0, tombstones).await {
+        match broker.offsets.write(broker, &id.0, tombstones).await {
             Ok(()) => {
                 tracing::info!(group = id.0.as_str(), "deleted group");
                 results.push(result);

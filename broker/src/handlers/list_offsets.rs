@@ -10,7 +10,7 @@ use floe_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsRes
 use floe_protocol::{RecordBatch, RequestFrame, ResponseError};
 
 use super::{body, respond, Reply};
-use crate::broker::{storage_error_code, Broker};
+use crate::broker::{storage_error_code, Broker, Partition};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -23,17 +23,19 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            let stream = meta.as_ref().and_then(|m| m.stream(p.partition_index));
-            let Some(stream) = stream else {
-                partitions.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
-                continue;
+            let (stream, epoch) = match meta.as_ref().and_then(|m| broker.partition(m, p.partition_index)) {
+                Some(Partition::Local { stream, epoch }) => (stream, epoch),
+                Some(Partition::Elsewhere { .. }) => {
+                    partitions.push(r.with_error_code(ResponseError::NotLeaderOrFollower.code()));
+                    continue;
+                }
+                None => {
+                    partitions.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                    continue;
+                }
             };
             // Leader epochs exist on the wire from v4.
-            let epoch = if frame.version() >= 4 {
-                broker.store.metadata().streams.get(&stream).map_or(0, |s| s.epoch as i32)
-            } else {
-                -1
-            };
+            let epoch = if frame.version() >= 4 { epoch } else { -1 };
             let found = match p.timestamp {
                 LATEST => broker.store.offsets(stream).map(|o| Some((o.high_watermark, -1))),
                 EARLIEST => broker.store.offsets(stream).map(|o| Some((o.start_offset, -1))),

@@ -1,5 +1,5 @@
-//! Metadata: this broker leads every partition (one node, no replicas; the
-//! object store holds the durable copy).
+//! Metadata: every live broker, and per partition its owner as the leader
+//! (one replica: the object store holds the durable copy).
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use floe_protocol::kafka_protocol::messages::metadata_response::{
 use floe_protocol::kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use floe_protocol::kafka_protocol::protocol::StrBytes;
 use floe_protocol::{RequestFrame, ResponseError};
-use floe_storage::TopicMeta;
+use floe_storage::{MetaState, TopicMeta};
 use uuid::Uuid;
 
 use super::{body, respond, Reply};
@@ -19,7 +19,7 @@ use crate::topic_config::validate_topic_name;
 pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
     let req = body!(frame, MetadataRequest);
     let version = frame.version();
-    let me = BrokerId(broker.config.broker_id);
+    let state = broker.metadata();
     // v0: an empty list means every topic; v1+: null means every topic.
     let requested: Option<Vec<String>> = match req.topics {
         None => None,
@@ -31,8 +31,8 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
     let mut topics = Vec::new();
     match requested {
         None => {
-            for t in broker.store.metadata().topics.values() {
-                topics.push(describe(broker, t, me, version));
+            for t in state.topics.values() {
+                topics.push(describe(&state, t, version));
             }
         }
         Some(names) => {
@@ -42,20 +42,35 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                     continue;
                 }
                 match broker.topic_or_create(&name, allow_create).await {
-                    Ok(t) => topics.push(describe(broker, &t, me, version)),
+                    Ok(t) => topics.push(describe(&broker.metadata(), &t, version)),
                     Err(code) => topics.push(error_topic(&name, code)),
                 }
             }
         }
     }
-    let mut resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(me)
-            .with_host(StrBytes::from_string(broker.config.advertise_host.clone()))
-            .with_port(broker.config.advertise_port)])
-        .with_topics(topics);
+    // Every live broker, and every broker named as a leader (a dead owner
+    // stays the leader until its partitions are recovered and moved).
+    let state = broker.metadata();
+    let mut ids: std::collections::BTreeSet<i32> =
+        state.brokers.iter().filter(|(_, b)| !b.fenced).map(|(id, _)| *id).collect();
+    ids.insert(broker.broker_id());
+    for t in &topics {
+        ids.extend(t.partitions.iter().map(|p| p.leader_id.0));
+    }
+    let brokers = ids
+        .into_iter()
+        .map(|id| {
+            let (host, port) = broker.address_of(&state, id);
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port)
+        })
+        .collect();
+    let mut resp = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
     if version >= 1 {
-        resp.controller_id = me;
+        resp.controller_id =
+            BrokerId(if state.controller >= 0 { state.controller } else { broker.broker_id() });
     }
     if version >= 2 {
         resp.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
@@ -63,22 +78,24 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
     respond(frame, &resp)
 }
 
-fn describe(broker: &Broker, topic: &TopicMeta, me: BrokerId, version: i16) -> MetadataResponseTopic {
-    let meta = broker.store.metadata();
+fn describe(state: &MetaState, topic: &TopicMeta, version: i16) -> MetadataResponseTopic {
     let partitions = topic
         .streams
         .iter()
         .enumerate()
         .map(|(i, stream)| {
+            let meta = state.streams.get(stream);
+            // Never -1: a partition not yet assigned names the controller,
+            // which answers NOT_LEADER_OR_FOLLOWER until it is.
+            let leader = BrokerId(meta.and_then(|m| m.owner).unwrap_or(state.controller.max(0)));
             // Leader epochs are on the wire from v7.
-            let epoch =
-                if version >= 7 { meta.streams.get(stream).map_or(0, |s| s.epoch as i32) } else { -1 };
+            let epoch = if version >= 7 { meta.map_or(0, |s| s.epoch as i32) } else { -1 };
             MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
-                .with_leader_id(me)
+                .with_leader_id(leader)
                 .with_leader_epoch(epoch)
-                .with_replica_nodes(vec![me])
-                .with_isr_nodes(vec![me])
+                .with_replica_nodes(vec![leader])
+                .with_isr_nodes(vec![leader])
         })
         .collect();
     let id = if version >= 10 { Uuid::from_bytes(topic.id) } else { Uuid::nil() };

@@ -69,7 +69,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: RequestFrame, peer: SocketAddr)
         ApiKey::CreatePartitions => admin::create_partitions(broker, &frame).await,
         ApiKey::DescribeConfigs => configs::describe_configs(broker, &frame),
         ApiKey::InitProducerId => producer_id::init_producer_id(broker, &frame).await,
-        ApiKey::FindCoordinator => groups::find_coordinator(broker, &frame),
+        ApiKey::FindCoordinator => groups::find_coordinator(broker, &frame).await,
         ApiKey::JoinGroup => groups::join_group(broker, &frame, peer).await,
         ApiKey::SyncGroup => groups::sync_group(broker, &frame).await,
         ApiKey::Heartbeat => groups::heartbeat(broker, &frame),

@@ -36,6 +36,8 @@ pub async fn offset_commit(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply 
     let generation = req.generation_id_or_member_epoch;
     let group_error = if group.is_empty() {
         Some(ResponseError::InvalidGroupId)
+    } else if let Some(e) = super::groups::not_coordinator(broker, &group) {
+        Some(e)
     } else {
         broker.groups.check_commit(&group, &req.member_id, instance.as_deref(), generation).err()
     };
@@ -70,7 +72,7 @@ pub async fn offset_commit(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply 
         codes.push((t.name.clone(), parts));
     }
     // Written as one batch: all or nothing.
-    let write_error = broker.offsets.write(&broker.store, &group, entries).await.err();
+    let write_error = broker.offsets.write(broker, &group, entries).await.err();
     if write_error.is_none() && group_error.is_none() {
         broker.groups.touch(&group, &req.member_id, generation);
     }
@@ -212,7 +214,7 @@ pub async fn offset_delete(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply 
             .collect();
         topics.push(OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(partitions));
     }
-    if let Err(e) = broker.offsets.write(&broker.store, &group, deletes).await {
+    if let Err(e) = broker.offsets.write(broker, &group, deletes).await {
         return respond(frame, &OffsetDeleteResponse::default().with_error_code(e.code()));
     }
     respond(frame, &OffsetDeleteResponse::default().with_topics(topics))

@@ -15,7 +15,7 @@ use floe_protocol::{encode_response, RecordBatch, RequestFrame, ResponseError};
 use floe_storage::{AppendInput, Appended};
 
 use super::{body, Reply};
-use crate::broker::{storage_error_code, Broker};
+use crate::broker::{storage_error_code, Broker, Partition};
 use crate::producer_state::SequenceCheck;
 
 enum Outcome {
@@ -50,8 +50,12 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                     Some(_) if Broker::is_internal(&name) => {
                         failed(ResponseError::InvalidTopicException, format!("{name} is internal"))
                     }
-                    Some(meta) => match meta.stream(p.index) {
-                        Some(stream) => append(broker, meta, stream, p.records),
+                    Some(meta) => match broker.partition(meta, p.index) {
+                        Some(Partition::Local { stream, .. }) => append(broker, meta, stream, p.records),
+                        Some(Partition::Elsewhere { leader, .. }) => failed(
+                            ResponseError::NotLeaderOrFollower,
+                            format!("partition {} is served by broker {leader}", p.index),
+                        ),
                         None => failed(ResponseError::UnknownTopicOrPartition, None),
                     },
                 }

@@ -30,7 +30,7 @@ pub async fn init_producer_id(broker: &Arc<Broker>, frame: &RequestFrame) -> Rep
             );
         }
     }
-    match broker.store.allocate_producer_id().await {
+    match broker.allocate_producer_id().await {
         Ok(id) => respond(frame, &resp.with_producer_id(ProducerId(id)).with_producer_epoch(0)),
         Err(e) => {
             tracing::warn!(error = %e, "cannot allocate a producer id");

@@ -1,7 +1,23 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use super::*;
+use crate::error::StorageError;
+use crate::object::ObjectRange;
+use crate::object_store_url::Bucket;
+use crate::StreamId;
 
 fn bucket(dir: &std::path::Path) -> Bucket {
-    Bucket::open(&format!("file://{}", dir.display()), std::time::Duration::from_secs(5)).unwrap()
+    Bucket::open(&format!("file://{}", dir.display()), Duration::from_secs(5)).unwrap()
+}
+
+/// A lease that never runs out, for tests of the log alone.
+struct Forever;
+impl WriteLease for Forever {
+    fn valid_until(&self) -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
 }
 
 fn topic(name: &str, streams: Vec<StreamId>) -> MetaRecord {
@@ -10,76 +26,213 @@ fn topic(name: &str, streams: Vec<StreamId>) -> MetaRecord {
     }
 }
 
-#[tokio::test]
-async fn state_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = MetadataLog::open(bucket(dir.path())).await.unwrap();
-    log.append(vec![MetaRecord::BrokerRegistered { broker_id: 0, broker_epoch: 1, streams: vec![] }])
-        .await
-        .unwrap();
-    log.append(vec![topic("a", vec![0, 1])]).await.unwrap();
-    let range = ObjectRange {
-        stream: 1,
-        epoch: 0,
-        start_offset: 0,
-        end_offset: 5,
+fn register(id: i32, epoch: u64) -> MetaRecord {
+    MetaRecord::BrokerRegistered {
+        broker_id: id,
+        broker_epoch: epoch,
+        address: BrokerAddress::default(),
+        streams: vec![],
+    }
+}
+
+fn range(stream: StreamId, epoch: u32, start: i64, end: i64) -> ObjectRange {
+    ObjectRange {
+        stream,
+        epoch,
+        start_offset: start,
+        end_offset: end,
         position: 0,
-        length: 100,
+        length: 10,
         max_timestamp: 7,
-    };
-    log.append(vec![MetaRecord::ObjectCommitted {
-        key: "o1".into(),
-        size: 100,
-        broker_id: 0,
-        broker_epoch: 1,
-        ranges: vec![range],
-    }])
-    .await
-    .unwrap();
-    let reopened = MetadataLog::open(bucket(dir.path())).await.unwrap();
-    assert_eq!(*reopened.state(), *log.state());
-    assert_eq!(reopened.state().streams[&1].end_offset, 5);
-    assert_eq!(reopened.state().seq, 3);
+    }
 }
 
-#[tokio::test]
-async fn a_second_writer_is_fenced_not_forked() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = MetadataLog::open(bucket(dir.path())).await.unwrap();
-    let b = MetadataLog::open(bucket(dir.path())).await.unwrap();
-    a.append(vec![topic("a", vec![0])]).await.unwrap();
-    let err = b.append(vec![topic("b", vec![1])]).await.unwrap_err();
-    assert!(matches!(err, StorageError::Fenced(_)), "{err}");
-    let fresh = MetadataLog::open(bucket(dir.path())).await.unwrap();
-    assert!(fresh.state().topics.contains_key("a"));
-    assert!(!fresh.state().topics.contains_key("b"));
-}
-
-#[tokio::test]
-async fn stale_broker_epochs_and_gaps_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = MetadataLog::open(bucket(dir.path())).await.unwrap();
-    log.append(vec![MetaRecord::BrokerRegistered { broker_id: 0, broker_epoch: 2, streams: vec![] }])
-        .await
-        .unwrap();
-    log.append(vec![topic("t", vec![0])]).await.unwrap();
-    let commit = |epoch, start| MetaRecord::ObjectCommitted {
+fn commit(broker_epoch: u64, ranges: Vec<ObjectRange>) -> MetaRecord {
+    MetaRecord::ObjectCommitted {
         key: "o".into(),
         size: 1,
         broker_id: 0,
-        broker_epoch: epoch,
-        ranges: vec![ObjectRange {
-            stream: 0,
-            epoch: 0,
-            start_offset: start,
-            end_offset: start + 1,
-            position: 0,
-            length: 1,
-            max_timestamp: 0,
-        }],
+        broker_epoch,
+        ranges,
+        producers: vec![],
+    }
+}
+
+async fn writer(dir: &std::path::Path, term: u64) -> Result<MetadataLog, StorageError> {
+    MetadataLog::open(bucket(dir), 0, term, Arc::new(Forever)).await
+}
+
+#[tokio::test]
+async fn state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = writer(dir.path(), 1).await.unwrap();
+    log.append(vec![register(0, 1)]).await.unwrap();
+    log.append(vec![topic("a", vec![0, 1])]).await.unwrap();
+    let assign = |stream| Assignment { stream, owner: 0, epoch: 1, producers: None };
+    log.append(vec![MetaRecord::StreamsAssigned { assignments: vec![assign(0), assign(1)] }]).await.unwrap();
+    log.append(vec![commit(1, vec![range(1, 1, 0, 5)])]).await.unwrap();
+    let loaded = load(&bucket(dir.path())).await.unwrap();
+    assert_eq!(loaded, *log.state());
+    assert_eq!(loaded.streams[&1].end_offset, 5);
+    assert_eq!(loaded.streams[&1].owner, Some(0));
+    assert_eq!(loaded.seq, 5, "the controller's election entry, then four");
+}
+
+#[tokio::test]
+async fn a_deposed_controller_collides_instead_of_forking() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = writer(dir.path(), 1).await.unwrap();
+    old.append(vec![topic("a", vec![0])]).await.unwrap();
+    let new = writer(dir.path(), 2).await.unwrap();
+    let err = old.append(vec![topic("b", vec![1])]).await.unwrap_err();
+    assert!(matches!(err, StorageError::Fenced(_)), "{err}");
+    assert!(old.is_deposed());
+    new.append(vec![topic("c", vec![2])]).await.unwrap();
+    let loaded = load(&bucket(dir.path())).await.unwrap();
+    assert!(loaded.topics.contains_key("a") && loaded.topics.contains_key("c"));
+    assert!(!loaded.topics.contains_key("b"));
+    assert_eq!((loaded.term, loaded.controller), (2, 0));
+    // An older term cannot even start once a newer one wrote.
+    assert!(matches!(writer(dir.path(), 2).await, Err(StorageError::Fenced(_))));
+}
+
+#[tokio::test]
+async fn stale_epochs_foreign_owners_and_gaps_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = writer(dir.path(), 1).await.unwrap();
+    log.append(vec![register(0, 2), register(1, 1), topic("t", vec![0])]).await.unwrap();
+    log.append(vec![MetaRecord::StreamsAssigned {
+        assignments: vec![Assignment { stream: 0, owner: 0, epoch: 3, producers: None }],
+    }])
+    .await
+    .unwrap();
+    let seq = log.state().seq;
+    assert!(matches!(
+        log.append(vec![commit(1, vec![range(0, 3, 0, 1)])]).await,
+        Err(StorageError::Fenced(_))
+    ));
+    assert!(matches!(
+        log.append(vec![commit(2, vec![range(0, 2, 0, 1)])]).await,
+        Err(StorageError::Fenced(_))
+    ));
+    assert!(matches!(
+        log.append(vec![commit(2, vec![range(0, 3, 3, 4)])]).await,
+        Err(StorageError::Invalid(_))
+    ));
+    let not_newer = MetaRecord::StreamsAssigned {
+        assignments: vec![Assignment { stream: 0, owner: 1, epoch: 3, producers: None }],
     };
-    assert!(matches!(log.append(vec![commit(1, 0)]).await, Err(StorageError::Fenced(_))));
-    assert!(matches!(log.append(vec![commit(2, 3)]).await, Err(StorageError::Invalid(_))));
-    log.append(vec![commit(2, 0)]).await.unwrap();
-    assert_eq!(log.state().seq, 3, "refused appends write nothing");
+    assert!(matches!(log.append(vec![not_newer]).await, Err(StorageError::Fenced(_))));
+    assert_eq!(log.state().seq, seq, "refused appends write nothing");
+    log.append(vec![commit(2, vec![range(0, 3, 0, 1)])]).await.unwrap();
+    log.append(vec![MetaRecord::BrokerFenced { broker_id: 0, broker_epoch: 2 }]).await.unwrap();
+    assert!(
+        matches!(log.append(vec![commit(2, vec![range(0, 3, 1, 2)])]).await, Err(StorageError::Fenced(_))),
+        "a fenced incarnation commits nothing"
+    );
+}
+
+#[tokio::test]
+async fn format_one_entries_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = bucket(dir.path());
+    let old = r#"[{"type":"broker_registered","broker_id":0,"broker_epoch":3,"streams":[]},
+                  {"type":"topic_created","topic":{"name":"t","id":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1],"streams":[0],"configs":{}}},
+                  {"type":"object_committed","key":"k","size":5,"broker_id":0,"broker_epoch":3,
+                   "ranges":[{"stream":0,"epoch":1,"start_offset":0,"end_offset":4,"position":0,"length":5,"max_timestamp":1}]}]"#;
+    use object_store::ObjectStoreExt;
+    b.store.put(&b.key("meta/log/00000000000000000001.json"), old.as_bytes().to_vec().into()).await.unwrap();
+    let state = load(&b).await.unwrap();
+    assert_eq!(state.brokers[&0].epoch, 3);
+    assert_eq!(state.streams[&0].end_offset, 4);
+    // A new controller continues it.
+    let log = writer(dir.path(), 1).await.unwrap();
+    assert_eq!(log.state().seq, 2);
+}
+
+#[tokio::test]
+async fn the_lease_is_taken_over_only_after_it_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Duration::from_millis(300);
+    let a = ControllerLease::new(bucket(dir.path()), 1, "a:1".into(), "dir-a".into(), d);
+    let b = ControllerLease::new(bucket(dir.path()), 2, "b:1".into(), "dir-b".into(), d);
+    assert_eq!(a.try_acquire().await.unwrap(), Some(1));
+    assert!(a.is_held());
+    assert_eq!(b.try_acquire().await.unwrap(), None);
+    // While a renews, b never gets it.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(a.renew().await.unwrap());
+        assert_eq!(b.try_acquire().await.unwrap(), None);
+    }
+    // a stops renewing (paused); b takes over once the lease has surely run out.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let term = loop {
+        if let Some(t) = b.try_acquire().await.unwrap() {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "b never took over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(term, 2);
+    assert!(!a.renew().await.unwrap(), "the old holder learns it is deposed");
+    // A restart of b on its own directory takes it back at once.
+    let b2 = ControllerLease::new(bucket(dir.path()), 2, "b:2".into(), "dir-b".into(), d);
+    assert_eq!(b2.try_acquire().await.unwrap(), Some(3));
+}
+
+#[tokio::test]
+async fn local_directories_pass_the_atomicity_check() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::cas::check_atomic(&bucket(dir.path())).await.unwrap();
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record() -> impl Strategy<Value = MetaRecord> {
+        prop_oneof![
+            (0..3i32, 1..4u64).prop_map(|(b, e)| register(b, e)),
+            (0..3i32, 1..4u64).prop_map(|(b, e)| MetaRecord::BrokerFenced { broker_id: b, broker_epoch: e }),
+            (0..3u64, 0..4u64).prop_map(|(n, s)| topic(&format!("t{n}"), vec![s, s + 1])),
+            (0..3u64).prop_map(|n| MetaRecord::TopicDeleted { name: format!("t{n}") }),
+            (0..5u64, 0..3i32, 1..5u32).prop_map(|(s, o, e)| MetaRecord::StreamsAssigned {
+                assignments: vec![Assignment { stream: s, owner: o, epoch: e, producers: None }]
+            }),
+            (0..5u64, 1..4u64, 1..5u32, 0..3i64, 1..3i64)
+                .prop_map(|(s, be, e, start, len)| commit(be, vec![range(s, e, start, start + len)])),
+        ]
+    }
+
+    proptest! {
+        /// Whatever is proposed, validated records keep every invariant:
+        /// ranges contiguous and ending at the stream's end, owners live when
+        /// assigned, every topic's streams present.
+        #[test]
+        fn validated_records_keep_the_state_consistent(records in proptest::collection::vec(record(), 1..60)) {
+            let mut state = MetaState::default();
+            for r in &records {
+                let before = state.clone();
+                if state.validate(r).is_ok() {
+                    state.apply(r);
+                } else {
+                    prop_assert_eq!(&state, &before);
+                }
+                for t in state.topics.values() {
+                    for s in &t.streams {
+                        prop_assert!(state.streams.contains_key(s));
+                    }
+                }
+                for s in state.streams.values() {
+                    let mut at = s.ranges.front().map_or(s.end_offset, |(_, r)| r.start_offset);
+                    for (_, r) in s.ranges.iter() {
+                        prop_assert_eq!(r.start_offset, at);
+                        at = r.end_offset;
+                    }
+                    prop_assert_eq!(at, s.end_offset);
+                }
+            }
+        }
+    }
 }

@@ -23,6 +23,11 @@ fn recovers_every_durable_entry_in_order() {
     assert!(recovered.is_empty());
     let lsns = append_all(&wal, (0..100).map(|i| record(i % 3, i as i64, &[i as u8; 100])).collect());
     assert!(lsns.windows(2).all(|w| w[0] < w[1]));
+    // The writer publishes the durable LSN just after it runs the callbacks.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while wal.durable_lsn() < wal.appended_lsn() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     assert_eq!(wal.durable_lsn(), wal.appended_lsn());
     wal.close();
 

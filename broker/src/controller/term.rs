@@ -1,0 +1,808 @@
+//! One controller term: the metadata log open for writing, the brokers'
+//! leases as this controller sees them, and the operations of the control
+//! plane. Requests and answers are the protobuf messages, whether they come
+//! over gRPC or from the broker this controller runs in.
+
+use std::collections::{BTreeSet, HashMap};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use floe_storage::meta::{
+    Assignment, BrokerAddress, LogEntry, MetaRecord, MetaState, MetadataLog, ProducerSnapshot, TopicMeta,
+};
+use floe_storage::object::ObjectRange;
+use floe_storage::{Bucket, StorageError, WriteLease};
+use futures::Stream;
+use tokio::sync::watch;
+use tonic::Status;
+
+use super::{placement, ControllerSettings, DRIFT, MARGIN};
+use crate::proto::{self, admin_request::Op};
+
+/// Producer ids handed out per request.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+/// Moves started per balancing round (a thousand partitions move in a few rounds).
+const MOVES_PER_ROUND: usize = 500;
+/// A move whose owner has not released it by then is started again.
+const MOVE_PATIENCE: Duration = Duration::from_secs(30);
+
+struct Liveness {
+    epoch: u64,
+    last_seen: Instant,
+    applied_seq: u64,
+    pending_upload_bytes: u64,
+    instance: String,
+}
+
+pub struct Term {
+    number: u64,
+    log: MetadataLog,
+    lease: Arc<dyn WriteLease>,
+    settings: ControllerSettings,
+    live: Mutex<HashMap<i32, Liveness>>,
+    draining: Mutex<BTreeSet<i32>>,
+    moves_started: Mutex<HashMap<u64, Instant>>,
+    ended: AtomicBool,
+    stop: watch::Sender<bool>,
+}
+
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEvent, Status>> + Send>>;
+
+impl Term {
+    pub(super) async fn open(
+        bucket: Bucket,
+        broker_id: i32,
+        number: u64,
+        lease: Arc<dyn WriteLease>,
+        settings: ControllerSettings,
+    ) -> Result<Arc<Self>, StorageError> {
+        let log = MetadataLog::open(bucket, broker_id, number, lease.clone()).await?;
+        // A new controller grants every live broker a full lease before it
+        // declares any dead: it cannot know when they last renewed.
+        let now = Instant::now();
+        let live = log
+            .state()
+            .brokers
+            .iter()
+            .filter(|(_, b)| !b.fenced)
+            .map(|(id, b)| {
+                let l = Liveness {
+                    epoch: b.epoch,
+                    last_seen: now,
+                    applied_seq: 0,
+                    pending_upload_bytes: 0,
+                    instance: b.address.instance.clone(),
+                };
+                (*id, l)
+            })
+            .collect();
+        let (stop, _) = watch::channel(false);
+        let term = Arc::new(Self {
+            number,
+            log,
+            lease,
+            settings,
+            live: Mutex::new(live),
+            draining: Mutex::new(BTreeSet::new()),
+            moves_started: Mutex::new(HashMap::new()),
+            ended: AtomicBool::new(false),
+            stop,
+        });
+        tokio::spawn(term.clone().maintain());
+        Ok(term)
+    }
+
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    pub fn state(&self) -> Arc<MetaState> {
+        self.log.state()
+    }
+
+    pub(super) fn log_deposed(&self) -> bool {
+        self.log.is_deposed()
+    }
+
+    /// Whether this term may still act: not ended, not deposed, lease held.
+    pub fn is_valid(&self) -> bool {
+        !self.ended.load(Ordering::Acquire)
+            && !self.log.is_deposed()
+            && Instant::now() < self.lease.valid_until()
+    }
+
+    pub(super) fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.stop.send_replace(true);
+    }
+
+    fn broker_grace(&self) -> Duration {
+        self.settings.broker_lease.mul_f64(1.0 + DRIFT) + MARGIN
+    }
+
+    fn check_live(&self, state: &MetaState, broker_id: i32, epoch: u64) -> Result<(), Status> {
+        match state.live_broker(broker_id) {
+            Some(b) if b.epoch == epoch => Ok(()),
+            _ => Err(Status::failed_precondition(format!(
+                "broker {broker_id} epoch {epoch} is fenced: a newer incarnation registered or its lease expired"
+            ))),
+        }
+    }
+
+    fn live_ids(&self, state: &MetaState) -> Vec<i32> {
+        state.brokers.iter().filter(|(_, b)| !b.fenced).map(|(id, _)| *id).collect()
+    }
+
+    /// Live brokers that may receive partitions (not draining).
+    fn eligible(&self, state: &MetaState) -> Vec<i32> {
+        let draining = self.draining.lock().expect("draining lock");
+        self.live_ids(state).into_iter().filter(|b| !draining.contains(b)).collect()
+    }
+
+    pub async fn register(&self, req: proto::RegisterRequest) -> Result<proto::RegisterResponse, Status> {
+        let id = req.broker_id;
+        {
+            let live = self.live.lock().expect("live lock");
+            if let Some(l) = live.get(&id) {
+                let alive = l.last_seen.elapsed() < self.broker_grace();
+                if alive && l.instance != req.instance && self.state().live_broker(id).is_some() {
+                    return Err(Status::already_exists(format!(
+                        "broker id {id} is in use by a live broker ({}); give this one another --broker-id",
+                        l.instance
+                    )));
+                }
+            }
+        }
+        let address = BrokerAddress {
+            kafka_host: req.kafka_host.clone(),
+            kafka_port: req.kafka_port,
+            rpc: req.rpc_address.clone(),
+            instance: req.instance.clone(),
+        };
+        let eligible = self.eligible(&self.state());
+        let state = self
+            .log
+            .append_with(|s| {
+                let broker_epoch = s.brokers.get(&id).map_or(0, |b| b.epoch) + 1;
+                let mut records = vec![MetaRecord::BrokerRegistered {
+                    broker_id: id,
+                    broker_epoch,
+                    address,
+                    streams: vec![],
+                }];
+                // What it owned, it keeps, at a new epoch: its WAL holds the tail.
+                let mut assignments: Vec<Assignment> = s
+                    .streams_of(id)
+                    .map(|(stream, m)| Assignment { stream, owner: id, epoch: m.epoch + 1, producers: None })
+                    .collect();
+                let orphans: Vec<u64> =
+                    s.streams.iter().filter(|(_, m)| m.owner.is_none()).map(|(sid, _)| *sid).collect();
+                let mut targets = eligible.clone();
+                if !targets.contains(&id) {
+                    targets.push(id);
+                }
+                let mut after = s.clone();
+                after.apply(&records[0]);
+                assignments.extend(placement::spread(&after, &orphans, &targets));
+                if !assignments.is_empty() {
+                    records.push(MetaRecord::StreamsAssigned { assignments });
+                }
+                Ok(records)
+            })
+            .await
+            .map_err(status)?;
+        let broker_epoch = state.brokers[&id].epoch;
+        self.live.lock().expect("live lock").insert(
+            id,
+            Liveness {
+                epoch: broker_epoch,
+                last_seen: Instant::now(),
+                applied_seq: 0,
+                pending_upload_bytes: 0,
+                instance: req.instance,
+            },
+        );
+        tracing::info!(broker_id = id, broker_epoch, "broker registered");
+        Ok(proto::RegisterResponse {
+            broker_epoch,
+            lease_ms: self.settings.broker_lease.as_millis() as u64,
+            seq: state.seq,
+        })
+    }
+
+    pub async fn heartbeat(&self, req: proto::HeartbeatRequest) -> Result<proto::HeartbeatResponse, Status> {
+        let state = self.state();
+        self.check_live(&state, req.broker_id, req.broker_epoch)?;
+        let mut live = self.live.lock().expect("live lock");
+        let l = live.entry(req.broker_id).or_insert_with(|| Liveness {
+            epoch: req.broker_epoch,
+            last_seen: Instant::now(),
+            applied_seq: 0,
+            pending_upload_bytes: 0,
+            instance: String::new(),
+        });
+        l.epoch = req.broker_epoch;
+        l.last_seen = Instant::now();
+        l.applied_seq = req.applied_seq;
+        l.pending_upload_bytes = req.pending_upload_bytes;
+        Ok(proto::HeartbeatResponse {
+            lease_ms: self.settings.broker_lease.as_millis() as u64,
+            seq: state.seq,
+        })
+    }
+
+    pub async fn commit(&self, req: proto::CommitRequest) -> Result<proto::CommitResponse, Status> {
+        let mut refused = Vec::new();
+        let state = self
+            .log
+            .append_with(|s| {
+                if s.live_broker(req.broker_id).map(|b| b.epoch) != Some(req.broker_epoch) {
+                    return Err(StorageError::Fenced(format!(
+                        "broker {} epoch {} is fenced",
+                        req.broker_id, req.broker_epoch
+                    )));
+                }
+                let mut ranges = Vec::new();
+                for r in &req.ranges {
+                    let range = range_of(r);
+                    // A commit retried after a lost answer is already there.
+                    let repeated = s.streams.get(&r.stream).is_some_and(|m| {
+                        m.ranges
+                            .iter()
+                            .rev()
+                            .take(8)
+                            .any(|(k, x)| *k == req.key && x.start_offset == r.start_offset)
+                    });
+                    if repeated {
+                        continue;
+                    }
+                    match s.check_range(req.broker_id, &req.key, &range) {
+                        Ok(()) => ranges.push(range),
+                        Err(e) => {
+                            refused.push(proto::RefusedStream { stream: r.stream, reason: e.to_string() })
+                        }
+                    }
+                }
+                if ranges.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let producers = req
+                    .producers
+                    .iter()
+                    .filter(|p| ranges.iter().any(|r| r.stream == p.stream))
+                    .map(|p| (p.stream, snapshot(p)))
+                    .collect();
+                Ok(vec![MetaRecord::ObjectCommitted {
+                    key: req.key.clone(),
+                    size: req.size,
+                    broker_id: req.broker_id,
+                    broker_epoch: req.broker_epoch,
+                    ranges,
+                    producers,
+                }])
+            })
+            .await
+            .map_err(status)?;
+        Ok(proto::CommitResponse { refused, seq: state.seq })
+    }
+
+    pub async fn allocate_producer_ids(
+        &self,
+        req: proto::AllocateProducerIdsRequest,
+    ) -> Result<proto::AllocateProducerIdsResponse, Status> {
+        self.check_live(&self.state(), req.broker_id, req.broker_epoch)?;
+        let state = self
+            .log
+            .append_with(|s| {
+                Ok(vec![MetaRecord::ProducerIdsAllocated {
+                    broker_id: req.broker_id,
+                    first: s.next_producer_id,
+                    count: PRODUCER_ID_BLOCK,
+                }])
+            })
+            .await
+            .map_err(status)?;
+        Ok(proto::AllocateProducerIdsResponse {
+            first: state.next_producer_id - PRODUCER_ID_BLOCK,
+            count: PRODUCER_ID_BLOCK,
+        })
+    }
+
+    pub async fn release(&self, req: proto::ReleaseRequest) -> Result<proto::ReleaseResponse, Status> {
+        let eligible = self.eligible(&self.state());
+        let state = self
+            .log
+            .append_with(|s| {
+                if s.live_broker(req.broker_id).map(|b| b.epoch) != Some(req.broker_epoch) {
+                    return Err(StorageError::Fenced(format!("broker {} is fenced", req.broker_id)));
+                }
+                let m = s.streams.get(&req.stream).ok_or(StorageError::UnknownStream(req.stream))?;
+                if m.owner != Some(req.broker_id) || m.epoch != req.epoch {
+                    return Err(StorageError::Fenced(format!(
+                        "stream {} is owned by {:?} at epoch {}",
+                        req.stream, m.owner, m.epoch
+                    )));
+                }
+                if m.end_offset != req.end_offset {
+                    return Err(StorageError::Unavailable(format!(
+                        "stream {}: committed end {} is not the released end {}",
+                        req.stream, m.end_offset, req.end_offset
+                    )));
+                }
+                // The destination may have died meanwhile: pick another.
+                let to = match m.moving_to {
+                    Some(to) if s.live_broker(to).is_some() && to != req.broker_id => to,
+                    _ => {
+                        let others: Vec<i32> =
+                            eligible.iter().copied().filter(|b| *b != req.broker_id).collect();
+                        placement::spread(s, &[req.stream], &others)
+                            .first()
+                            .map_or(req.broker_id, |a| a.owner)
+                    }
+                };
+                let producers = Some(req.producers.iter().map(snapshot).collect());
+                Ok(vec![MetaRecord::StreamsAssigned {
+                    assignments: vec![Assignment {
+                        stream: req.stream,
+                        owner: to,
+                        epoch: m.epoch + 1,
+                        producers,
+                    }],
+                }])
+            })
+            .await
+            .map_err(status)?;
+        self.moves_started.lock().expect("moves lock").remove(&req.stream);
+        Ok(proto::ReleaseResponse { seq: state.seq })
+    }
+
+    /// A peer read a fenced broker's WAL and committed its tail: record it
+    /// and hand the dead broker's streams to live brokers, at new epochs.
+    pub async fn complete_wal_recovery(
+        &self,
+        req: proto::WalRecoveryRequest,
+    ) -> Result<proto::WalRecoveryResponse, Status> {
+        let state = self.state();
+        self.check_live(&state, req.recoverer, req.recoverer_epoch)?;
+        let eligible = self.eligible(&state);
+        let state = self
+            .log
+            .append_with(|s| {
+                let ranges: Vec<ObjectRange> = req.ranges.iter().map(range_of).collect();
+                let producers: Vec<(u64, ProducerSnapshot)> =
+                    req.producers.iter().map(|p| (p.stream, snapshot(p))).collect();
+                let recovered = MetaRecord::WalRecovered {
+                    broker_id: req.broker_id,
+                    broker_epoch: req.broker_epoch,
+                    recoverer: req.recoverer,
+                    key: req.key.clone(),
+                    ranges,
+                    producers: producers.clone(),
+                };
+                s.validate(&recovered)?;
+                let mut after = s.clone();
+                after.apply(&recovered);
+                let orphans: Vec<u64> = after.streams_of(req.broker_id).map(|(id, _)| id).collect();
+                let mut assignments = placement::spread(&after, &orphans, &eligible);
+                for a in &mut assignments {
+                    // The stream's producer state now includes the recovered tail.
+                    let ps: Vec<ProducerSnapshot> =
+                        after.streams[&a.stream].producers.values().cloned().collect();
+                    a.producers = Some(ps);
+                }
+                let mut records = vec![recovered];
+                if !assignments.is_empty() {
+                    records.push(MetaRecord::StreamsAssigned { assignments });
+                }
+                Ok(records)
+            })
+            .await
+            .map_err(status)?;
+        tracing::info!(
+            broker_id = req.broker_id,
+            recoverer = req.recoverer,
+            "fenced broker's WAL recovered; its streams moved"
+        );
+        Ok(proto::WalRecoveryResponse { seq: state.seq })
+    }
+
+    /// Entries after `after`, then each new one; a `reload` event when the
+    /// watcher is behind what is kept in memory. Ends with the term.
+    pub fn watch(self: &Arc<Self>, after: u64) -> WatchStream {
+        let term = self.clone();
+        let seq_rx = self.log.watch_seq();
+        let stop_rx = self.stop.subscribe();
+        let init =
+            (term, seq_rx, stop_rx, after, std::collections::VecDeque::<proto::WatchEvent>::new(), false);
+        Box::pin(futures::stream::unfold(
+            init,
+            |(term, mut seq_rx, mut stop_rx, mut after, mut queue, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    if let Some(event) = queue.pop_front() {
+                        let reload = event.reload;
+                        return Some((Ok(event), (term, seq_rx, stop_rx, after, queue, reload)));
+                    }
+                    if !term.is_valid() {
+                        return None;
+                    }
+                    match term.log.entries_since(after) {
+                        None => {
+                            queue.push_back(proto::WatchEvent { seq: after, entry: Vec::new(), reload: true })
+                        }
+                        Some(entries) if entries.is_empty() => {
+                            tokio::select! {
+                                changed = seq_rx.changed() => if changed.is_err() { return None },
+                                _ = stop_rx.changed() => return None,
+                                // Re-check the lease now and then even when idle.
+                                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            }
+                        }
+                        Some(entries) => {
+                            for (seq, entry) in entries {
+                                after = seq;
+                                queue.push_back(encode_entry(seq, &entry));
+                            }
+                        }
+                    }
+                }
+            },
+        ))
+    }
+
+    pub async fn admin(&self, req: proto::AdminRequest) -> Result<proto::AdminResponse, Status> {
+        let op = req.op.ok_or_else(|| Status::invalid_argument("empty admin request"))?;
+        let state = match op {
+            Op::CreateTopic(t) => self.create_topic(t).await?,
+            Op::DeleteTopic(t) => {
+                self.log.append(vec![MetaRecord::TopicDeleted { name: t.name }]).await.map_err(status)?
+            }
+            Op::AddPartitions(t) => self.add_partitions(t).await?,
+            Op::SetTopicConfigs(t) => {
+                let configs = t.configs.into_iter().map(|c| (c.name, c.value)).collect();
+                self.log
+                    .append(vec![MetaRecord::TopicConfigsSet { name: t.name, configs }])
+                    .await
+                    .map_err(status)?
+            }
+            Op::MovePartition(m) => self.move_partition(m).await?,
+            Op::DrainBroker(d) => self.drain(d.broker_id).await?,
+            Op::Status(_) => return Ok(self.status()),
+        };
+        Ok(proto::AdminResponse { seq: state.seq, ..Default::default() })
+    }
+
+    async fn create_topic(&self, t: proto::CreateTopic) -> Result<Arc<MetaState>, Status> {
+        let eligible = self.eligible(&self.state());
+        if eligible.is_empty() {
+            return Err(Status::unavailable("no live broker to own the new partitions"));
+        }
+        self.log
+            .append_with(|s| {
+                let first = s.next_stream_id;
+                let topic = TopicMeta {
+                    name: t.name.clone(),
+                    id: random_id(),
+                    streams: (first..first + u64::from(t.partitions)).collect(),
+                    configs: t.configs.iter().map(|c| (c.name.clone(), c.value.clone())).collect(),
+                };
+                let created = MetaRecord::TopicCreated { topic: topic.clone() };
+                s.validate(&created)?;
+                let mut after = s.clone();
+                after.apply(&created);
+                let assignments = placement::spread(&after, &topic.streams, &eligible);
+                Ok(vec![created, MetaRecord::StreamsAssigned { assignments }])
+            })
+            .await
+            .map_err(status)
+    }
+
+    async fn add_partitions(&self, t: proto::AddPartitions) -> Result<Arc<MetaState>, Status> {
+        let eligible = self.eligible(&self.state());
+        self.log
+            .append_with(|s| {
+                let topic =
+                    s.topics.get(&t.name).ok_or_else(|| StorageError::UnknownTopic(t.name.clone()))?;
+                let have = topic.streams.len() as u64;
+                if u64::from(t.total) <= have {
+                    return Err(StorageError::Invalid(format!(
+                        "topic {} has {have} partitions; the new count must be larger",
+                        t.name
+                    )));
+                }
+                let first = s.next_stream_id;
+                let streams: Vec<u64> = (first..first + u64::from(t.total) - have).collect();
+                let added = MetaRecord::PartitionsAdded { name: t.name.clone(), streams: streams.clone() };
+                let mut after = s.clone();
+                after.apply(&added);
+                let assignments = placement::spread(&after, &streams, &eligible);
+                Ok(vec![added, MetaRecord::StreamsAssigned { assignments }])
+            })
+            .await
+            .map_err(status)
+    }
+
+    async fn move_partition(&self, m: proto::MovePartition) -> Result<Arc<MetaState>, Status> {
+        let state = self
+            .log
+            .append_with(|s| {
+                let topic =
+                    s.topics.get(&m.topic).ok_or_else(|| StorageError::UnknownTopic(m.topic.clone()))?;
+                let stream = topic.stream(m.partition).ok_or_else(|| {
+                    StorageError::Invalid(format!("{} has no partition {}", m.topic, m.partition))
+                })?;
+                let meta = &s.streams[&stream];
+                if meta.owner == Some(m.broker_id) && meta.moving_to.is_none() {
+                    return Ok(Vec::new());
+                }
+                if s.live_broker(m.broker_id).is_none() {
+                    return Err(StorageError::Invalid(format!("broker {} is not live", m.broker_id)));
+                }
+                Ok(vec![MetaRecord::MovesStarted { moves: vec![(stream, m.broker_id)] }])
+            })
+            .await
+            .map_err(status)?;
+        self.note_moves_started(&state);
+        Ok(state)
+    }
+
+    async fn drain(&self, broker_id: i32) -> Result<Arc<MetaState>, Status> {
+        self.draining.lock().expect("draining lock").insert(broker_id);
+        tracing::info!(broker_id, "draining broker");
+        self.balance_once().await.map_err(status)?;
+        Ok(self.state())
+    }
+
+    fn note_moves_started(&self, state: &MetaState) {
+        let mut started = self.moves_started.lock().expect("moves lock");
+        let now = Instant::now();
+        for (id, s) in state.streams.iter() {
+            if s.moving_to.is_some() {
+                started.entry(*id).or_insert(now);
+            }
+        }
+    }
+
+    fn status(&self) -> proto::AdminResponse {
+        let state = self.state();
+        let live = self.live.lock().expect("live lock");
+        let draining = self.draining.lock().expect("draining lock");
+        let brokers = state
+            .brokers
+            .iter()
+            .map(|(id, b)| {
+                let owned: Vec<_> = state.streams_of(*id).collect();
+                let l = live.get(id);
+                proto::BrokerStatus {
+                    broker_id: *id,
+                    broker_epoch: b.epoch,
+                    live: !b.fenced,
+                    kafka_address: format!("{}:{}", b.address.kafka_host, b.address.kafka_port),
+                    partitions: owned.len() as u32,
+                    committed_bytes: owned.iter().map(|(_, s)| s.bytes).sum(),
+                    pending_upload_bytes: l.map_or(0, |l| l.pending_upload_bytes),
+                    applied_seq: l.map_or(0, |l| l.applied_seq),
+                    draining: draining.contains(id),
+                }
+            })
+            .collect();
+        proto::AdminResponse {
+            seq: state.seq,
+            brokers,
+            controller: state.controller,
+            term: state.term,
+            moving: state.streams.values().filter(|s| s.moving_to.is_some()).count() as u32,
+            unassigned: state.streams.values().filter(|s| s.owner.is_none()).count() as u32,
+        }
+    }
+
+    /// Background duties while the term lasts: fence brokers whose lease
+    /// surely ran out, restart stalled moves, even out the load.
+    async fn maintain(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        let mut last_balance = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stop.changed() => return,
+            }
+            if !self.is_valid() {
+                return;
+            }
+            if let Err(error) = self.fence_expired().await {
+                tracing::warn!(%error, "fencing expired brokers failed");
+            }
+            if let Err(error) = self.start_recoveries().await {
+                tracing::warn!(%error, "starting WAL recoveries failed");
+            }
+            if last_balance.elapsed() >= self.settings.balance_interval {
+                last_balance = Instant::now();
+                if let Err(error) = self.balance_once().await {
+                    tracing::warn!(%error, "balancing failed");
+                }
+            }
+        }
+    }
+
+    async fn fence_expired(&self) -> Result<(), StorageError> {
+        let state = self.state();
+        let grace = self.broker_grace();
+        let expired: Vec<(i32, u64)> = {
+            let live = self.live.lock().expect("live lock");
+            state
+                .brokers
+                .iter()
+                .filter(|(id, b)| {
+                    !b.fenced
+                        && live.get(id).is_none_or(|l| l.epoch != b.epoch || l.last_seen.elapsed() > grace)
+                })
+                .map(|(id, b)| (*id, b.epoch))
+                .collect()
+        };
+        for (broker_id, broker_epoch) in expired {
+            tracing::warn!(broker_id, broker_epoch, "broker lease expired; fencing it");
+            self.log.append(vec![MetaRecord::BrokerFenced { broker_id, broker_epoch }]).await?;
+            self.live.lock().expect("live lock").remove(&broker_id);
+            self.draining.lock().expect("draining lock").remove(&broker_id);
+        }
+        Ok(())
+    }
+
+    /// Names a recoverer for every fenced broker that still owns streams: a
+    /// live broker on the same host, which can open its WAL directory. With
+    /// none, the streams wait for the broker itself to come back.
+    async fn start_recoveries(&self) -> Result<(), StorageError> {
+        let state = self.state();
+        let eligible = self.eligible(&state);
+        let mut records = Vec::new();
+        for (id, b) in state.brokers.iter() {
+            if !b.fenced || b.wal_recovered || state.streams_of(*id).next().is_none() {
+                continue;
+            }
+            if b.recovery.is_some_and(|r| state.live_broker(r).is_some()) {
+                continue;
+            }
+            let host = host_of(&b.address.instance);
+            let recoverer = eligible.iter().copied().find(|y| {
+                state
+                    .brokers
+                    .get(y)
+                    .is_some_and(|yb| host_of(&yb.address.instance) == host && !host.is_empty())
+            });
+            match recoverer {
+                Some(recoverer) => {
+                    tracing::info!(broker_id = id, recoverer, "recovering a fenced broker's WAL on a peer");
+                    records.push(MetaRecord::WalRecoveryStarted {
+                        broker_id: *id,
+                        broker_epoch: b.epoch,
+                        recoverer,
+                    });
+                }
+                None => tracing::debug!(
+                    broker_id = id,
+                    "no live broker can reach the fenced broker's WAL; its streams wait"
+                ),
+            }
+        }
+        if !records.is_empty() {
+            self.log.append(records).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the moves that even the load out (and empty draining brokers),
+    /// and restarts moves that stalled. Streams of fenced brokers wait for
+    /// their owner to come back: its WAL holds their acknowledged tail.
+    async fn balance_once(&self) -> Result<(), StorageError> {
+        let state = self.state();
+        let eligible = self.eligible(&state);
+        let stalled: Vec<(u64, i32)> = {
+            let started = self.moves_started.lock().expect("moves lock");
+            state
+                .streams
+                .iter()
+                .filter_map(|(id, s)| {
+                    let to = s.moving_to?;
+                    let late = started.get(id).is_none_or(|t| t.elapsed() > MOVE_PATIENCE);
+                    let dest_gone = state.live_broker(to).is_none();
+                    (late || dest_gone).then_some((*id, to))
+                })
+                .collect()
+        };
+        let mut moves = placement::rebalance(&state, &eligible, MOVES_PER_ROUND);
+        for (stream, to) in stalled {
+            let owner_live = state.streams[&stream].owner.is_some_and(|o| state.live_broker(o).is_some());
+            if !owner_live {
+                continue;
+            }
+            let to = if state.live_broker(to).is_some() {
+                to
+            } else {
+                match placement::spread(&state, &[stream], &eligible).first() {
+                    Some(a) => a.owner,
+                    None => continue,
+                }
+            };
+            self.moves_started.lock().expect("moves lock").insert(stream, Instant::now());
+            moves.push((stream, to));
+        }
+        moves.retain(|(stream, _)| {
+            state.streams[stream].owner.is_some_and(|o| state.live_broker(o).is_some())
+        });
+        if moves.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(moves = moves.len(), "starting partition moves");
+        let state = self.log.append(vec![MetaRecord::MovesStarted { moves }]).await?;
+        self.note_moves_started(&state);
+        Ok(())
+    }
+}
+
+fn range_of(r: &proto::Range) -> ObjectRange {
+    ObjectRange {
+        stream: r.stream,
+        epoch: r.epoch,
+        start_offset: r.start_offset,
+        end_offset: r.end_offset,
+        position: r.position,
+        length: r.length,
+        max_timestamp: r.max_timestamp,
+    }
+}
+
+fn snapshot(p: &proto::StreamProducer) -> ProducerSnapshot {
+    ProducerSnapshot {
+        producer_id: p.producer_id,
+        epoch: p.producer_epoch as i16,
+        batches: p.batches.iter().map(|b| (b.first_sequence, b.last_sequence, b.base_offset)).collect(),
+    }
+}
+
+fn encode_entry(seq: u64, entry: &LogEntry) -> proto::WatchEvent {
+    proto::WatchEvent { seq, entry: serde_json::to_vec(entry).expect("entries serialize"), reload: false }
+}
+
+/// The host part of a broker instance (`host:wal-dir`).
+pub fn host_of(instance: &str) -> &str {
+    instance.split_once(':').map_or("", |(h, _)| h)
+}
+
+/// The WAL directory part of a broker instance.
+pub fn wal_dir_of(instance: &str) -> &str {
+    instance.split_once(':').map_or("", |(_, d)| d)
+}
+
+/// The gRPC status for a storage error, by what the caller must do.
+pub fn status(e: StorageError) -> Status {
+    match e {
+        StorageError::Fenced(m) => Status::failed_precondition(m),
+        StorageError::TopicExists(t) => Status::already_exists(format!("topic {t} already exists")),
+        StorageError::UnknownTopic(t) => Status::not_found(format!("topic {t} does not exist")),
+        StorageError::UnknownStream(s) => Status::not_found(format!("stream {s} does not exist")),
+        StorageError::Invalid(m) | StorageError::Config(m) => Status::invalid_argument(m),
+        e @ (StorageError::CorruptMetadata { .. } | StorageError::CorruptObject { .. }) => {
+            Status::data_loss(e.to_string())
+        }
+        e => Status::unavailable(e.to_string()),
+    }
+}
+
+/// 16 bytes that differ between calls and processes, for topic ids.
+fn random_id() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = [0u8; 16];
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+        );
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    out
+}

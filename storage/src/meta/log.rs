@@ -1,0 +1,376 @@
+//! The fenced metadata log: a snapshot plus numbered, create-only entries in
+//! the bucket, written by one controller at a time.
+//!
+//! Entry `n` is the object `meta/log/{n:020}.json`, written with a
+//! create-only put: of two writers racing for the same number exactly one
+//! wins, so a deposed controller learns it is deposed instead of forking
+//! history. Every entry carries its writer, term and a nonce: a PUT whose
+//! answer was lost (it may have landed) is resolved by reading the entry
+//! back, ours (adopt it) or theirs (step down), never by guessing.
+//!
+//! Every `SNAPSHOT_EVERY` entries the writer stores the state as
+//! `meta/snapshot/{n:020}.json` in the background and deletes entries more
+//! than a window behind it. A deleted number could be written again only by
+//! a writer whose PUT returned after its lease ran out, and such an append
+//! is not trusted (see [`MetadataLog::append`]).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use tokio::sync::watch;
+
+use crate::error::{Result, StorageError};
+use crate::meta::record::{LogEntry, MetaRecord, FORMAT};
+use crate::meta::state::MetaState;
+use crate::object_store_url::Bucket;
+
+const SNAPSHOT_EVERY: u64 = 512;
+/// Entries kept in memory for followers that ask for what they missed.
+const FOLLOW_WINDOW: usize = 4096;
+/// How long an ambiguous append keeps retrying the same entry.
+const RESOLVE_FOR: Duration = Duration::from_secs(20);
+
+/// Loads the newest snapshot and every log entry after it.
+pub async fn load(bucket: &Bucket) -> Result<MetaState> {
+    let mut state = MetaState::default();
+    let snapshots = list_seqs(bucket, "meta/snapshot/").await?;
+    if let Some(&seq) = snapshots.last() {
+        let bytes = bucket.store.get(&bucket.key(&snapshot_name(seq))).await?.bytes().await?;
+        state = serde_json::from_slice(&bytes)
+            .map_err(|e| StorageError::CorruptMetadata { seq, reason: e.to_string() })?;
+        state.upgrade();
+    }
+    catch_up(bucket, &mut state).await?;
+    Ok(state)
+}
+
+/// Applies every entry after `state.seq`, listing from there.
+async fn catch_up(bucket: &Bucket, state: &mut MetaState) -> Result<()> {
+    let entries = list_seqs(bucket, "meta/log/").await?;
+    let base = state.seq;
+    for seq in entries.into_iter().filter(|&s| s > base) {
+        if seq != state.seq + 1 {
+            return Err(StorageError::CorruptMetadata {
+                seq,
+                reason: format!("gap after entry {}", state.seq),
+            });
+        }
+        let Some(entry) = read_entry(bucket, seq).await? else { break };
+        apply_entry(state, seq, &entry)?;
+    }
+    Ok(())
+}
+
+/// Applies a stored entry. Entries of an older term than the state's are
+/// refused (a deposed writer cannot reach past the new controller's first
+/// entry, so this is defence in depth), as is any record its writer should
+/// not have written.
+pub fn apply_entry(state: &mut MetaState, seq: u64, entry: &LogEntry) -> Result<()> {
+    if entry.format > FORMAT {
+        return Err(StorageError::CorruptMetadata {
+            seq,
+            reason: format!("format {} is newer than this release reads ({FORMAT})", entry.format),
+        });
+    }
+    if entry.term < state.term {
+        return Err(StorageError::CorruptMetadata {
+            seq,
+            reason: format!("entry of term {} after term {}", entry.term, state.term),
+        });
+    }
+    if entry.format == 1 {
+        // Format 1 applied records unchecked.
+        for r in &entry.records {
+            state.apply(r);
+        }
+    } else {
+        state
+            .apply_all(&entry.records)
+            .map_err(|e| StorageError::CorruptMetadata { seq, reason: e.to_string() })?;
+    }
+    state.seq = seq;
+    Ok(())
+}
+
+async fn read_entry(bucket: &Bucket, seq: u64) -> Result<Option<LogEntry>> {
+    match bucket.store.get(&bucket.key(&log_name(seq))).await {
+        Ok(got) => {
+            let bytes = got.bytes().await?;
+            LogEntry::decode(&bytes)
+                .map(Some)
+                .map_err(|e| StorageError::CorruptMetadata { seq, reason: e.to_string() })
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// When the writer's right to write ends, on its own monotonic clock.
+pub trait WriteLease: Send + Sync {
+    fn valid_until(&self) -> Instant;
+}
+
+/// The metadata log as its one writer (the controller) holds it.
+pub struct MetadataLog {
+    bucket: Bucket,
+    writer_id: i32,
+    term: u64,
+    lease: Arc<dyn WriteLease>,
+    writer: tokio::sync::Mutex<MetaState>,
+    current: RwLock<Arc<MetaState>>,
+    seq_tx: watch::Sender<u64>,
+    recent: RwLock<VecDeque<(u64, Arc<LogEntry>)>>,
+    snapshotting: Arc<AtomicBool>,
+    deposed: AtomicBool,
+}
+
+impl MetadataLog {
+    /// Loads the log to its end and writes this term's `ControllerElected`.
+    /// Fails with `Fenced` if a newer term already wrote.
+    pub async fn open(bucket: Bucket, writer_id: i32, term: u64, lease: Arc<dyn WriteLease>) -> Result<Self> {
+        let state = load(&bucket).await?;
+        let (seq_tx, _) = watch::channel(state.seq);
+        let this = Self {
+            bucket,
+            writer_id,
+            term,
+            lease,
+            current: RwLock::new(Arc::new(state.clone())),
+            writer: tokio::sync::Mutex::new(state),
+            seq_tx,
+            recent: RwLock::new(VecDeque::new()),
+            snapshotting: Arc::new(AtomicBool::new(false)),
+            deposed: AtomicBool::new(false),
+        };
+        // A writer of the old term may still add entries until it collides;
+        // read them and try again (bounded: each round adopts at least one).
+        for _ in 0..100 {
+            match this.append(vec![MetaRecord::ControllerElected { broker_id: writer_id, term }]).await {
+                Err(StorageError::Fenced(_)) if !this.is_deposed_by_newer_term().await? => {
+                    this.deposed.store(false, Ordering::Release);
+                    let mut w = this.writer.lock().await;
+                    catch_up(&this.bucket, &mut w).await?;
+                    *this.current.write().expect("meta lock") = Arc::new(w.clone());
+                }
+                Err(e) => return Err(e),
+                Ok(_) => {
+                    tracing::info!(term, seq = this.state().seq, "metadata log open for writing");
+                    return Ok(this);
+                }
+            }
+        }
+        Err(StorageError::Fenced("could not reach the end of the metadata log".into()))
+    }
+
+    async fn is_deposed_by_newer_term(&self) -> Result<bool> {
+        let mut probe = self.writer.lock().await.clone();
+        catch_up(&self.bucket, &mut probe).await?;
+        Ok(probe.term >= self.term)
+    }
+
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    /// The state after the last successful append.
+    pub fn state(&self) -> Arc<MetaState> {
+        self.current.read().expect("meta lock").clone()
+    }
+
+    /// Changes whenever an entry is appended.
+    pub fn watch_seq(&self) -> watch::Receiver<u64> {
+        self.seq_tx.subscribe()
+    }
+
+    /// Entries after `seq`, if they are all still in memory.
+    pub fn entries_since(&self, seq: u64) -> Option<Vec<(u64, Arc<LogEntry>)>> {
+        let recent = self.recent.read().expect("meta lock");
+        let last = self.state().seq;
+        if seq >= last {
+            return Some(Vec::new());
+        }
+        match recent.front() {
+            Some((first, _)) if *first <= seq + 1 => {
+                Some(recent.iter().filter(|(s, _)| *s > seq).cloned().collect())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a failed append showed that another controller writes now.
+    pub fn is_deposed(&self) -> bool {
+        self.deposed.load(Ordering::Acquire)
+    }
+
+    /// Validates `records` in order, writes them as the next log entry and
+    /// applies them. Either all are applied or none.
+    pub async fn append(&self, records: Vec<MetaRecord>) -> Result<Arc<MetaState>> {
+        self.append_with(|_| Ok(records)).await
+    }
+
+    /// Like [`MetadataLog::append`], with records computed from the current
+    /// state under the append lock (ids, epochs, offsets need no second look).
+    ///
+    /// The append counts only if its PUT returned before the writer's lease
+    /// ran out: after that, another controller may have taken over and even
+    /// deleted old entry numbers, so the result is reported as `Fenced`.
+    pub async fn append_with(
+        &self,
+        make: impl FnOnce(&MetaState) -> Result<Vec<MetaRecord>>,
+    ) -> Result<Arc<MetaState>> {
+        if self.is_deposed() {
+            return Err(StorageError::Fenced(format!("controller term {} was deposed", self.term)));
+        }
+        let mut w = self.writer.lock().await;
+        let records = make(&w)?;
+        if records.is_empty() {
+            return Ok(self.state());
+        }
+        let mut next = w.clone();
+        next.apply_all(&records)?;
+        next.seq = w.seq + 1;
+        let entry =
+            LogEntry { format: FORMAT, writer: self.writer_id, term: self.term, nonce: nonce(), records };
+        if Instant::now() >= self.lease.valid_until() {
+            return Err(StorageError::Fenced(format!("controller lease of term {} ran out", self.term)));
+        }
+        self.put_entry(next.seq, &entry).await?;
+        if Instant::now() >= self.lease.valid_until() {
+            self.deposed.store(true, Ordering::Release);
+            return Err(StorageError::Fenced(format!(
+                "controller lease of term {} ran out during the append",
+                self.term
+            )));
+        }
+        *w = next;
+        let seq = w.seq;
+        let shared = Arc::new(w.clone());
+        *self.current.write().expect("meta lock") = shared.clone();
+        {
+            let mut recent = self.recent.write().expect("meta lock");
+            recent.push_back((seq, Arc::new(entry)));
+            while recent.len() > FOLLOW_WINDOW {
+                recent.pop_front();
+            }
+        }
+        drop(w);
+        self.seq_tx.send_replace(seq);
+        if seq % SNAPSHOT_EVERY == 0 {
+            self.snapshot_in_background(shared.clone());
+        }
+        Ok(shared)
+    }
+
+    /// Writes entry `seq`, resolving lost answers by reading it back.
+    async fn put_entry(&self, seq: u64, entry: &LogEntry) -> Result<()> {
+        let body = serde_json::to_vec(entry).expect("entries serialize");
+        let key = self.bucket.key(&log_name(seq));
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+            let error = match self.bucket.store.put_opts(&key, PutPayload::from(body.clone()), opts).await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let already = matches!(error, object_store::Error::AlreadyExists { .. });
+            // Taken, or maybe written by us before the answer got lost: read it.
+            match read_entry(&self.bucket, seq).await {
+                Ok(Some(found)) if found.nonce == entry.nonce && found.term == entry.term => {
+                    tracing::info!(seq, "metadata entry written earlier by this controller; adopted");
+                    return Ok(());
+                }
+                Ok(Some(found)) => {
+                    self.deposed.store(true, Ordering::Release);
+                    return Err(StorageError::Fenced(format!(
+                        "metadata entry {seq} was written by broker {} in term {}",
+                        found.writer, found.term
+                    )));
+                }
+                Ok(None) if already => {
+                    // Conflict reported but nothing there (a racing writer's
+                    // 409 on some stores): try again.
+                }
+                Ok(None) => {}
+                Err(read_error) => {
+                    tracing::debug!(%read_error, seq, "reading back a metadata entry failed");
+                }
+            }
+            if started.elapsed() > RESOLVE_FOR {
+                // The entry may still land later; a retry of the same entry
+                // would adopt it, so stop writing until a restart resolves it.
+                self.deposed.store(true, Ordering::Release);
+                return Err(StorageError::ObjectStore(error));
+            }
+            tracing::warn!(%error, seq, "metadata append failed; retrying the same entry");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Stores the state and drops the entries it covers, off the append path.
+    /// Failure is harmless (the log still holds everything), so it is logged.
+    fn snapshot_in_background(&self, state: Arc<MetaState>) {
+        if self.snapshotting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let bucket = self.bucket.clone();
+        let busy = self.snapshotting.clone();
+        tokio::spawn(async move {
+            if let Err(error) = write_snapshot(&bucket, &state).await {
+                tracing::warn!(%error, seq = state.seq, "metadata snapshot failed; the log keeps growing");
+            }
+            busy.store(false, Ordering::Release);
+        });
+    }
+}
+
+async fn write_snapshot(bucket: &Bucket, state: &MetaState) -> Result<()> {
+    let body = serde_json::to_vec(state).expect("state serializes");
+    bucket.store.put(&bucket.key(&snapshot_name(state.seq)), PutPayload::from(body)).await?;
+    // Entries of the last window stay, so a writer that is a little behind
+    // still collides with them instead of writing unseen.
+    for seq in list_seqs(bucket, "meta/log/").await? {
+        if seq + SNAPSHOT_EVERY <= state.seq {
+            bucket.store.delete(&bucket.key(&log_name(seq))).await?;
+        }
+    }
+    for seq in list_seqs(bucket, "meta/snapshot/").await? {
+        if seq < state.seq {
+            bucket.store.delete(&bucket.key(&snapshot_name(seq))).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Random enough to tell two writers' entries apart.
+pub(crate) fn nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+fn log_name(seq: u64) -> String {
+    format!("meta/log/{seq:020}.json")
+}
+
+fn snapshot_name(seq: u64) -> String {
+    format!("meta/snapshot/{seq:020}.json")
+}
+
+async fn list_seqs(bucket: &Bucket, dir: &str) -> Result<Vec<u64>> {
+    let prefix = bucket.key(dir.trim_end_matches('/'));
+    let metas: Vec<_> = bucket.store.list(Some(&prefix)).try_collect().await?;
+    let mut seqs: Vec<u64> =
+        metas.iter().filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok()).collect();
+    seqs.sort_unstable();
+    Ok(seqs)
+}

@@ -1,0 +1,368 @@
+//! The cluster as a user runs it: several brokers on one bucket prefix,
+//! partitions spread over them, moved, drained and rebalanced under an
+//! idempotent producer, with every acknowledged record read back once.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use floe_testing::cluster::Cluster;
+use floe_testing::fake_s3::FakeS3;
+use floe_testing::kafka::{
+    consume_to_end, duplicate_keys, missing_or_changed, producer, record_value, Log, Seen,
+};
+use floe_testing::{BrokerProcess, ObjectStore};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureRecord;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = admin.create_topics(&[topic], &AdminOptions::new()).await.unwrap();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+}
+
+/// Leader of each partition, as a client's metadata says.
+fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let t = &md.topics()[0];
+    let mut parts: Vec<(i32, i32)> = t.partitions().iter().map(|p| (p.id(), p.leader())).collect();
+    parts.sort();
+    parts.into_iter().map(|(_, l)| l).collect()
+}
+
+/// An idempotent producer that sends until told to stop; what it got acked,
+/// and how many records failed for good.
+async fn produce_until(
+    bootstrap: String,
+    topic: &'static str,
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
+) -> (Log, usize) {
+    let p = producer(&bootstrap, &[("message.timeout.ms", "120000"), ("linger.ms", "2")]).unwrap();
+    let mut acked = Log::new();
+    let mut failed = 0;
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut i = 0u64;
+    while !stop.load(Ordering::Acquire) {
+        let key = format!("k-{i}");
+        i += 1;
+        let value = record_value(&key, 100);
+        match p.send_result(FutureRecord::to(topic).key(key.as_bytes()).payload(&value)) {
+            Ok(f) => in_flight.push_back((key, value, f)),
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+        while in_flight.len() > 200 {
+            let (key, value, f) = in_flight.pop_front().unwrap();
+            match f.await {
+                Ok(Ok(d)) => {
+                    acked.insert((d.partition, d.offset), Seen { key: key.into_bytes(), value });
+                    acks.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => failed += 1,
+            }
+        }
+    }
+    for (key, value, f) in in_flight {
+        match f.await {
+            Ok(Ok(d)) => {
+                acked.insert((d.partition, d.offset), Seen { key: key.into_bytes(), value });
+            }
+            _ => failed += 1,
+        }
+    }
+    (acked, failed)
+}
+
+async fn wait_for_acks(acks: &AtomicUsize, at_least: usize) {
+    // Bounded: the producer fails the test by timing out its own records.
+    for _ in 0..600 {
+        if acks.load(Ordering::Relaxed) >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the producer got fewer than {at_least} acks in 60 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_move_drain_and_rebalance_under_idempotent_load() {
+    let mut c = Cluster::start("cluster-moves", 3, &["--upload-interval-ms", "200"]).unwrap();
+    let topic = "moving";
+    create_topic(&c.bootstrap(), topic, 6).await;
+    let s = c.wait_for("new partitions spread over every broker", WAIT, |s| {
+        s.moving == 0 && s.unassigned == 0 && s.live_partitions().values().filter(|n| **n >= 2).count() >= 3
+    });
+    let s = s.unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert!(s.live_partitions().values().all(|n| *n >= 2), "{s:?}");
+    let before = leaders(&c.bootstrap(), topic);
+    assert!(before.iter().all(|l| (0..3).contains(l)), "every partition has a live leader: {before:?}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(produce_until(c.bootstrap(), topic, stop.clone(), acks.clone()));
+    wait_for_acks(&acks, 2_000).await;
+
+    // An operator's move: partition 0 to the next broker.
+    let to = (before[0] + 1) % 3;
+    c.cli(&["move", topic, "0", &to.to_string()]).unwrap();
+    c.wait_for("the move completes", WAIT, |s| s.moving == 0).unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let after = leaders(&c.bootstrap(), topic);
+    assert_eq!(after[0], to, "partition 0 is led by broker {to} now: {after:?}");
+    let n = acks.load(Ordering::Relaxed);
+    wait_for_acks(&acks, n + 2_000).await;
+
+    // SIGTERM drains a clustered broker before it exits.
+    let status = c.broker(2).stop().unwrap();
+    assert!(status.success(), "a drained broker exits 0, got {status}\n{}", c.logs());
+    let s = c.status().unwrap();
+    assert_eq!(s.brokers[&2].partitions, 0, "broker 2 gave everything away: {s:?}");
+    let n = acks.load(Ordering::Relaxed);
+    wait_for_acks(&acks, n + 2_000).await;
+
+    // A new broker gets its share without being asked.
+    c.add_broker(3).unwrap();
+    c.wait_for("broker 3 gets its share", WAIT, |s| s.moving == 0 && s.live_partitions().get(&3) == Some(&2))
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let n = acks.load(Ordering::Relaxed);
+    wait_for_acks(&acks, n + 2_000).await;
+
+    stop.store(true, Ordering::Release);
+    let (acked, failed) = load.await.unwrap();
+    assert_eq!(failed, 0, "records the producer gave up on (only retriable errors are allowed)");
+    let read = consume_to_end(&c.bootstrap(), topic, 6, WAIT).unwrap();
+    let problems = missing_or_changed(&acked, &read);
+    assert!(
+        problems.is_empty(),
+        "{} of {} acked records lost: {:?}",
+        problems.len(),
+        acked.len(),
+        &problems[..problems.len().min(5)]
+    );
+    let dups = duplicate_keys(&read);
+    assert!(
+        dups.is_empty(),
+        "{} duplicates with idempotence on: {:?}",
+        dups.len(),
+        &dups[..dups.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_with_a_live_brokers_id_exits_and_the_live_one_keeps_serving() {
+    let c = Cluster::start("dup-id", 1, &[]).unwrap();
+    let intruder = BrokerProcess::start(&c.scratch.path().join("intruder"), &c.store, &["--broker-id", "0"]);
+    let err = intruder.err().expect("a second broker 0 must not start").to_string();
+    assert!(err.contains("in use by a live broker"), "{err}");
+    let p = producer(&c.bootstrap(), &[]).unwrap();
+    let acked = floe_testing::kafka::produce_all(&p, "still-here", "r", 200, 50).await.unwrap();
+    assert_eq!(acked.len(), 200);
+    let s = c.status().unwrap();
+    assert_eq!(s.brokers[&0].epoch, 1, "the live broker was not fenced: {s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_without_atomic_conditional_writes_is_refused() {
+    let fake = FakeS3::start().await.unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let store = ObjectStore { url: "s3://unsafe/floe".into() };
+    let endpoint = fake.endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let err = BrokerProcess::start_with_env(&scratch.path().join("data"), &store, &[], &env)
+        .err()
+        .expect("floe must refuse a store whose conditional writes are not atomic")
+        .to_string();
+    assert!(err.contains("conditional writes are not atomic"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_paused_past_its_lease_acknowledges_nothing_and_loses_nothing() {
+    let mut c = Cluster::start("paused", 2, &["--upload-interval-ms", "200"]).unwrap();
+    let topic = "paused";
+    create_topic(&c.bootstrap(), topic, 4).await;
+    c.wait_for("partitions spread", WAIT, |s| s.moving == 0 && s.live_partitions().values().all(|n| *n == 2))
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(produce_until(c.bootstrap(), topic, stop.clone(), acks.clone()));
+    wait_for_acks(&acks, 2_000).await;
+
+    let pid = c.broker(1).pid().unwrap().to_string();
+    std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    c.wait_for("the paused broker is fenced", WAIT, |s| s.brokers[&1].state == "fenced")
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    // It learns it was fenced and stops without acknowledging anything more.
+    let exited = c.broker(1).wait_exit(WAIT).unwrap();
+    assert!(!exited.success(), "a fenced broker exits with an error");
+    assert!(c.broker(1).log_tail().contains("fenced"), "{}", c.broker(1).log_tail());
+    // Its WAL comes back with it; its partitions are served again.
+    c.broker(1).restart().unwrap();
+    let n = acks.load(Ordering::Relaxed);
+    wait_for_acks(&acks, n + 2_000).await;
+    stop.store(true, Ordering::Release);
+    let (acked, failed) = load.await.unwrap();
+    assert_eq!(failed, 0);
+    let read = consume_to_end(&c.bootstrap(), topic, 4, WAIT).unwrap();
+    let problems = missing_or_changed(&acked, &read);
+    assert!(
+        problems.is_empty(),
+        "{} of {} acked records lost: {:?}",
+        problems.len(),
+        acked.len(),
+        &problems[..problems.len().min(5)]
+    );
+    assert!(duplicate_keys(&read).is_empty());
+}
+
+/// Runs the load through `f`, then checks that every acknowledged record is
+/// read back once.
+async fn under_load(
+    c: &mut Cluster,
+    topic: &'static str,
+    partitions: i32,
+    f: impl AsyncFnOnce(&mut Cluster, &AtomicUsize),
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(produce_until(c.bootstrap(), topic, stop.clone(), acks.clone()));
+    wait_for_acks(&acks, 2_000).await;
+    f(c, &acks).await;
+    let n = acks.load(Ordering::Relaxed);
+    wait_for_acks(&acks, n + 2_000).await;
+    stop.store(true, Ordering::Release);
+    let (acked, failed) = load.await.unwrap();
+    assert_eq!(failed, 0, "records the producer gave up on\n{}", c.logs());
+    let read = consume_to_end(&c.bootstrap(), topic, partitions, WAIT).unwrap();
+    let problems = missing_or_changed(&acked, &read);
+    assert!(
+        problems.is_empty(),
+        "{} of {} acked records lost: {:?}\n{}",
+        problems.len(),
+        acked.len(),
+        &problems[..problems.len().min(5)],
+        c.logs()
+    );
+    let dups = duplicate_keys(&read);
+    assert!(
+        dups.is_empty(),
+        "{} duplicates with idempotence on: {:?}",
+        dups.len(),
+        &dups[..dups.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_brokers_wal_is_recovered_by_a_peer_and_its_partitions_served_elsewhere() {
+    let mut c = Cluster::start("killed", 3, &["--upload-interval-ms", "1000"]).unwrap();
+    let topic = "killed";
+    create_topic(&c.bootstrap(), topic, 6).await;
+    c.wait_for("partitions spread", WAIT, |s| s.moving == 0 && s.live_partitions().values().all(|n| *n >= 2))
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    under_load(&mut c, topic, 6, async |c, acks| {
+        // Not the controller: that case has its own test.
+        let controller = c.status().unwrap().controller;
+        let victim = (0..3).find(|b| *b != controller).unwrap();
+        c.broker(victim).kill();
+        let started = std::time::Instant::now();
+        c.wait_for("the dead broker's partitions are served by the others", WAIT, |s| {
+            s.brokers[&victim].state == "fenced" && s.brokers[&victim].partitions == 0 && s.moving == 0
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+        eprintln!(
+            "failover: {} ms from SIGKILL to the partitions served elsewhere",
+            started.elapsed().as_millis()
+        );
+        let n = acks.load(Ordering::Relaxed);
+        wait_for_acks(acks, n + 1_000).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_killed_in_the_middle_of_a_move_loses_nothing() {
+    let mut c = Cluster::start("controller-killed", 3, &["--upload-interval-ms", "200"]).unwrap();
+    let topic = "ctl";
+    create_topic(&c.bootstrap(), topic, 6).await;
+    c.wait_for("partitions spread", WAIT, |s| s.moving == 0 && s.live_partitions().values().all(|n| *n >= 2))
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    under_load(&mut c, topic, 6, async |c, _| {
+        let controller = c.status().unwrap().controller;
+        let owners = leaders(&c.bootstrap(), topic);
+        // Move a partition the controller does not own, then kill the controller.
+        let p = owners.iter().position(|o| *o != controller).unwrap();
+        let to = (0..3).find(|b| *b != owners[p] && *b != controller).unwrap();
+        c.cli(&["move", topic, &p.to_string(), &to.to_string()]).unwrap();
+        c.broker(controller).kill();
+        c.wait_for("a new controller finishes the move and recovers the old one", WAIT, |s| {
+            s.controller != controller
+                && s.moving == 0
+                && s.brokers[&controller].state == "fenced"
+                && s.brokers[&controller].partitions == 0
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_brokers_killed_and_restarted_at_once_keep_every_record_and_spread_out() {
+    let mut c = Cluster::start("all-restart", 3, &["--upload-interval-ms", "1000"]).unwrap();
+    let topic = "restart";
+    create_topic(&c.bootstrap(), topic, 6).await;
+    c.wait_for("partitions spread", WAIT, |s| s.moving == 0 && s.live_partitions().values().all(|n| *n >= 2))
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    under_load(&mut c, topic, 6, async |c, _| {
+        for id in 0..3 {
+            c.broker(id).kill();
+        }
+        for id in 0..3 {
+            c.broker(id).restart().unwrap();
+        }
+        let s = c
+            .wait_for("every broker serves its share again", WAIT, |s| {
+                s.moving == 0
+                    && s.live_partitions().len() == 3
+                    && s.live_partitions().values().all(|n| *n >= 2)
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+        assert!(s.brokers.values().all(|b| b.epoch == 2), "each broker re-registered once: {s:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_partitions_swap_between_two_brokers_at_once() {
+    let mut c = Cluster::start("swap", 2, &["--upload-interval-ms", "200"]).unwrap();
+    let topic = "swap";
+    create_topic(&c.bootstrap(), topic, 40).await;
+    c.wait_for("partitions spread", WAIT, |s| {
+        s.moving == 0 && s.live_partitions().values().all(|n| *n >= 20)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    under_load(&mut c, topic, 40, async |c, _| {
+        let before = leaders(&c.bootstrap(), topic);
+        for (p, owner) in before.iter().enumerate() {
+            c.cli(&["move", topic, &p.to_string(), &(1 - owner).to_string()]).unwrap();
+        }
+        c.wait_for("every partition changed hands", WAIT, |s| s.moving == 0)
+            .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+        let after = leaders(&c.bootstrap(), topic);
+        let swapped = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+        // The balancer may even out a few again afterwards; most must have moved.
+        assert!(swapped >= 30, "{swapped} of 40 partitions swapped: {before:?} -> {after:?}");
+    })
+    .await;
+}
