@@ -45,6 +45,7 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The advertised range for `key`, if Floe serves that API at all.

@@ -26,6 +26,7 @@ fn decode_body(frame: &RequestFrame) -> bool {
         ApiKey::InitProducerId => frame.body::<InitProducerIdRequest>().is_ok(),
         ApiKey::DescribeConfigs => frame.body::<DescribeConfigsRequest>().is_ok(),
         ApiKey::CreatePartitions => frame.body::<CreatePartitionsRequest>().is_ok(),
+        ApiKey::OffsetForLeaderEpoch => frame.body::<OffsetForLeaderEpochRequest>().is_ok(),
         _ => false,
     }
 }

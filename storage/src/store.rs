@@ -500,6 +500,37 @@ impl StreamStore {
         Ok(found.map(|offset| TimestampHint { offset }))
     }
 
+    /// Where leader epoch `epoch` ends on this stream (KIP-320): the largest
+    /// epoch at or below it that wrote data and the first offset written at
+    /// a later epoch, or the high watermark when none was. (-1, -1) when the
+    /// stream holds nothing from an epoch that old.
+    pub fn epoch_end(&self, id: StreamId, epoch: i32) -> Result<(i32, i64)> {
+        let stream = self.stream(id)?;
+        let hw = stream.high_watermark();
+        let st = stream.lock();
+        if epoch >= st.epoch as i32 {
+            return Ok((st.epoch as i32, hw));
+        }
+        // (epoch, first offset) of each run of data, oldest first: committed
+        // ranges, then what only the log cache holds.
+        let committed = st.ranges.iter().map(|(_, r)| (r.epoch as i32, r.start_offset));
+        let cached = st
+            .cache
+            .iter()
+            .filter(|b| b.base_offset >= st.uploaded_end && b.base_offset < hw && b.bytes.len() >= 16)
+            .map(|b| {
+                (i32::from_be_bytes([b.bytes[12], b.bytes[13], b.bytes[14], b.bytes[15]]), b.base_offset)
+            });
+        let mut found = (-1, -1);
+        for (e, start) in committed.chain(cached) {
+            if e > epoch {
+                return Ok(if found.0 < 0 { (-1, -1) } else { (found.0, start) });
+            }
+            found = (e, start);
+        }
+        Ok(if found.0 < 0 { (-1, -1) } else { (found.0, hw) })
+    }
+
     /// Asks the uploader to upload what waits now, and waits until everything
     /// appended before the call is committed in the object store.
     pub async fn flush(&self) -> Result<()> {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub mod bench;
+pub mod clients;
 pub mod cluster;
 pub mod fake_s3;
 pub mod group;

@@ -366,3 +366,77 @@ async fn many_partitions_swap_between_two_brokers_at_once() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_group_follows_its_partitions_and_coordinator_across_moves() {
+    use floe_testing::clients::ClientMember;
+    use floe_testing::group::{committed_offsets, GroupMember};
+    let mut c = Cluster::start("group-moves", 3, &["--upload-interval-ms", "200"]).unwrap();
+    let topic = "grouped";
+    create_topic(&c.bootstrap(), topic, 6).await;
+    c.wait_for("partitions spread", WAIT, |s| s.moving == 0 && s.live_partitions().values().all(|n| *n >= 2))
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    // Start the group at offset 0 everywhere, and forbid resets: a consumer
+    // that got OFFSET_OUT_OF_RANGE because of a move would report an error
+    // instead of silently skipping or replaying.
+    let group = "movers";
+    {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", c.bootstrap())
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..6 {
+            tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(0)).unwrap();
+        }
+        consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync).unwrap();
+    }
+    let rd = GroupMember::start(&c.bootstrap(), group, topic, true, &[("auto.offset.reset", "error")]);
+    let java = ClientMember::start_with(
+        "java",
+        &c.bootstrap(),
+        topic,
+        group,
+        "java",
+        &["--auto-offset-reset", "none"],
+    );
+    under_load(&mut c, topic, 6, async |c, _| {
+        // Every offsets partition changes hands, so the coordinator moves too.
+        let offsets_owners = leaders(&c.bootstrap(), "__consumer_offsets");
+        for (p, owner) in offsets_owners.iter().enumerate() {
+            c.cli(&["move", "__consumer_offsets", &p.to_string(), &((owner + 1) % 3).to_string()]).unwrap();
+        }
+        let owners = leaders(&c.bootstrap(), topic);
+        for (p, owner) in owners.iter().enumerate().take(3) {
+            c.cli(&["move", topic, &p.to_string(), &((owner + 1) % 3).to_string()]).unwrap();
+        }
+        c.wait_for("the moves complete", WAIT, |s| s.moving == 0)
+            .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    })
+    .await;
+    // The group reads everything: its commits reach each partition's end.
+    let ends: Vec<i64> = {
+        let consumer: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", c.bootstrap()).create().unwrap();
+        (0..6).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1).collect()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let committed = committed_offsets(&c.bootstrap(), group, topic, 6);
+        if (0..6).all(|p| committed.get(&p) == Some(&ends[p as usize])) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the group did not catch up: {committed:?} vs {ends:?}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rd = rd.stop();
+    let java = java.terminate();
+    assert!(rd.errors.is_empty(), "librdkafka member errors: {:?}", rd.errors);
+    assert!(java.errors.is_empty(), "Java member errors: {:?}", java.errors);
+    assert!(!rd.committed.is_empty() && !java.committed.is_empty(), "both members consumed: {rd:?} {java:?}");
+}

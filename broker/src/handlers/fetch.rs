@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use floe_protocol::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use floe_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use floe_protocol::kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+};
+use floe_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use floe_protocol::{RequestFrame, ResponseError};
 
 use super::{body, respond, Reply};
@@ -17,8 +19,9 @@ use crate::broker::{storage_error_code, Broker, Partition};
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
 struct Wanted {
-    /// The stream, when this broker serves the partition; else the error.
-    stream: Result<u64, ResponseError>,
+    /// The stream, when this broker serves the partition; else the error
+    /// and, for a partition served elsewhere, its leader and epoch (KIP-951).
+    stream: Result<u64, (ResponseError, Option<(i32, i32)>)>,
     partition: i32,
     offset: i64,
     max_bytes: usize,
@@ -41,8 +44,10 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                 .map(|p| Wanted {
                     stream: match meta.as_ref().and_then(|m| broker.partition(m, p.partition)) {
                         Some(Partition::Local { stream, .. }) => Ok(stream),
-                        Some(Partition::Elsewhere { .. }) => Err(ResponseError::NotLeaderOrFollower),
-                        None => Err(ResponseError::UnknownTopicOrPartition),
+                        Some(Partition::Elsewhere { leader, epoch, .. }) => {
+                            Err((ResponseError::NotLeaderOrFollower, Some((leader, epoch))))
+                        }
+                        None => Err((ResponseError::UnknownTopicOrPartition, None)),
                     },
                     partition: p.partition,
                     offset: p.fetch_offset,
@@ -54,11 +59,12 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
         .collect();
 
     let with_log_start = frame.version() >= 5;
+    let with_leader = frame.version() >= 12;
     let mut arrivals = broker.store.data_arrivals();
     loop {
         arrivals.borrow_and_update();
         let (responses, bytes, errors) =
-            gather(broker, &wanted, max_bytes, read_committed, with_log_start).await;
+            gather(broker, &wanted, max_bytes, read_committed, with_log_start, with_leader).await;
         let now = Instant::now();
         if bytes >= min_bytes.max(1) || errors || now >= deadline || min_bytes == 0 {
             let resp = FetchResponse::default().with_responses(responses);
@@ -66,7 +72,8 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
         }
         // Wait for any append to become durable, then look again.
         if tokio::time::timeout(deadline - now, arrivals.changed()).await.is_err() {
-            let (responses, _, _) = gather(broker, &wanted, max_bytes, read_committed, with_log_start).await;
+            let (responses, _, _) =
+                gather(broker, &wanted, max_bytes, read_committed, with_log_start, with_leader).await;
             return respond(frame, &FetchResponse::default().with_responses(responses));
         }
     }
@@ -78,6 +85,7 @@ async fn gather(
     max_bytes: usize,
     read_committed: bool,
     with_log_start: bool,
+    with_leader: bool,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     // log_start_offset is on the wire from v5.
     let log_start = |o: i64| if with_log_start { o } else { -1 };
@@ -92,9 +100,18 @@ async fn gather(
                 .with_aborted_transactions(read_committed.then(Vec::new));
             let stream = match w.stream {
                 Ok(stream) => stream,
-                Err(code) => {
+                Err((code, leader)) => {
                     errors = true;
-                    partitions.push(pd.with_error_code(code.code()));
+                    let mut pd = pd.with_error_code(code.code()).with_high_watermark(-1);
+                    // The current leader is a v12+ tagged field.
+                    if let (Some((leader, epoch)), true) = (leader, with_leader) {
+                        pd = pd.with_current_leader(
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(leader))
+                                .with_leader_epoch(epoch),
+                        );
+                    }
+                    partitions.push(pd);
                     continue;
                 }
             };

@@ -7,6 +7,7 @@ pub mod api_versions;
 pub mod configs;
 pub mod fetch;
 pub mod groups;
+pub mod leader_epoch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
@@ -80,6 +81,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: RequestFrame, peer: SocketAddr)
         ApiKey::OffsetCommit => offsets::offset_commit(broker, &frame).await,
         ApiKey::OffsetFetch => offsets::offset_fetch(broker, &frame),
         ApiKey::OffsetDelete => offsets::offset_delete(broker, &frame).await,
+        ApiKey::OffsetForLeaderEpoch => leader_epoch::handle(broker, &frame),
         // `RequestFrame::parse` lets through only the APIs in the table above.
         other => Reply::Close(format!("{other:?} is not served")),
     }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use floe_protocol::kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, TopicProduceResponse,
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use floe_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use floe_protocol::kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use floe_protocol::kafka_protocol::protocol::StrBytes;
 use floe_protocol::{encode_response, RecordBatch, RequestFrame, ResponseError};
 use floe_storage::{AppendInput, Appended};
@@ -19,9 +19,25 @@ use crate::broker::{storage_error_code, Broker, Partition};
 use crate::producer_state::SequenceCheck;
 
 enum Outcome {
-    Done { error: ResponseError, message: Option<String>, base_offset: i64, log_start: i64 },
-    Ok { base_offset: i64, log_start: i64 },
-    Pending { appended: Appended, log_start: i64 },
+    /// Another broker serves the partition (KIP-951: say which).
+    NotLeader {
+        leader: i32,
+        epoch: i32,
+    },
+    Done {
+        error: ResponseError,
+        message: Option<String>,
+        base_offset: i64,
+        log_start: i64,
+    },
+    Ok {
+        base_offset: i64,
+        log_start: i64,
+    },
+    Pending {
+        appended: Appended,
+        log_start: i64,
+    },
 }
 
 fn failed(error: ResponseError, message: impl Into<Option<String>>) -> Outcome {
@@ -52,10 +68,9 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                     }
                     Some(meta) => match broker.partition(meta, p.index) {
                         Some(Partition::Local { stream, .. }) => append(broker, meta, stream, p.records),
-                        Some(Partition::Elsewhere { leader, .. }) => failed(
-                            ResponseError::NotLeaderOrFollower,
-                            format!("partition {} is served by broker {leader}", p.index),
-                        ),
+                        Some(Partition::Elsewhere { leader, epoch, .. }) => {
+                            Outcome::NotLeader { leader, epoch }
+                        }
                         None => failed(ResponseError::UnknownTopicOrPartition, None),
                     },
                 }
@@ -68,13 +83,38 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
     if acks == 0 {
         // No response is sent; Kafka closes the connection on an error so the
         // client notices (it cannot see an error code).
-        let failed = topics.iter().flat_map(|(_, ps)| ps).any(|(_, o)| matches!(o, Outcome::Done { .. }));
+        let failed = topics
+            .iter()
+            .flat_map(|(_, ps)| ps)
+            .any(|(_, o)| matches!(o, Outcome::Done { .. } | Outcome::NotLeader { .. }));
         return if failed { Reply::Close("acks=0 produce failed".into()) } else { Reply::Nothing };
     }
     let (api_key, version, correlation_id) = (frame.api_key, frame.version(), frame.correlation_id());
     // Fields that exist on the wire only from some version on.
     let with_log_start = version >= 5;
     let with_message = version >= 8;
+    // KIP-951: the current leader of a moved partition, and its address.
+    let with_leader = version >= 10;
+    let state = broker.metadata();
+    let mut endpoints = Vec::new();
+    if with_leader {
+        let mut leaders: Vec<i32> = topics
+            .iter()
+            .flat_map(|(_, ps)| ps)
+            .filter_map(|(_, o)| if let Outcome::NotLeader { leader, .. } = o { Some(*leader) } else { None })
+            .collect();
+        leaders.sort_unstable();
+        leaders.dedup();
+        for id in leaders {
+            let (host, port) = broker.address_of(&state, id);
+            endpoints.push(
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port),
+            );
+        }
+    }
     Reply::Later(Box::pin(async move {
         let mut responses = Vec::with_capacity(topics.len());
         for (name, partitions) in topics {
@@ -82,6 +122,24 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
             for (index, outcome) in partitions {
                 let r = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
                 let r = match outcome {
+                    Outcome::NotLeader { leader, epoch } => {
+                        let r = r
+                            .with_error_code(ResponseError::NotLeaderOrFollower.code())
+                            .with_error_message(Some(StrBytes::from_string(format!(
+                                "partition {index} is served by broker {leader}"
+                            ))))
+                            .with_base_offset(-1)
+                            .with_log_start_offset(-1);
+                        if with_leader {
+                            r.with_current_leader(
+                                LeaderIdAndEpoch::default()
+                                    .with_leader_id(BrokerId(leader))
+                                    .with_leader_epoch(epoch),
+                            )
+                        } else {
+                            r
+                        }
+                    }
                     Outcome::Done { error, message, base_offset, log_start } => r
                         .with_error_code(error.code())
                         .with_error_message(message.map(StrBytes::from_string))
@@ -103,7 +161,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
             }
             responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(out));
         }
-        let resp = ProduceResponse::default().with_responses(responses);
+        let resp = ProduceResponse::default().with_responses(responses).with_node_endpoints(endpoints);
         encode_response(api_key, version, correlation_id, &resp).unwrap_or_else(|error| {
             // Every field is in range by construction; an empty frame makes
             // the client time out and retry rather than read garbage.

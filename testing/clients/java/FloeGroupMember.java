@@ -3,6 +3,7 @@
 //   java -cp $FLOE_JAVA_CLASSES:$FLOE_KAFKA_CLIENTS_JAR:$FLOE_SLF4J_JAR FloeGroupMember \
 //       --bootstrap 127.0.0.1:9092 --topic T --group G --name m1 --max-seconds 60 \
 //       [--static-id ID] [--assignor range|cooperative-sticky] [--session-timeout-ms 10000]
+//       [--auto-offset-reset earliest|none]
 //
 // (Add $FLOE_SLF4J_SIMPLE_JAR to the class path, and -Dorg.slf4j.simpleLogger.defaultLogLevel=debug
 // before the class name, for the client's logs on stderr.)
@@ -58,6 +59,7 @@ public final class FloeGroupMember {
     static double maxSeconds = -1;
     static String assignor = "range";
     static int sessionTimeoutMs = 10_000;
+    static String autoOffsetReset = "earliest";
     static int heartbeatIntervalMs = 1_000;
 
     static final AtomicBoolean stop = new AtomicBoolean(false);
@@ -180,6 +182,7 @@ public final class FloeGroupMember {
                     case "--static-id": staticId = v.isEmpty() ? null : v; break;
                     case "--assignor": assignor = v; break;
                     case "--session-timeout-ms": sessionTimeoutMs = Integer.parseInt(v); break;
+                    case "--auto-offset-reset": autoOffsetReset = v; break;
                     case "--heartbeat-interval-ms": heartbeatIntervalMs = Integer.parseInt(v); break;
                     default: usage("unknown option " + a);
                 }
@@ -252,7 +255,7 @@ public final class FloeGroupMember {
         props.put(ConsumerConfig.GROUP_ID_CONFIG, group);
         props.put(ConsumerConfig.CLIENT_ID_CONFIG, "floe-group-member-" + name);
         props.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
-        props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, autoOffsetReset);
         props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         props.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG,
                 assignor.equals("range") ? RangeAssignor.class.getName()

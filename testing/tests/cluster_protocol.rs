@@ -1,0 +1,149 @@
+//! What clients are told when a partition moves, at the wire: Metadata from
+//! every broker names the new leader at a higher epoch (never -1), the old
+//! owner answers NOT_LEADER_OR_FOLLOWER with the new leader (KIP-951), and
+//! OffsetsForLeaderEpoch (KIP-320) says where the old epoch ended.
+
+use std::time::Duration;
+
+use floe_protocol::batch::build_batch;
+use floe_testing::cluster::Cluster;
+use floe_testing::raw::{call, connect, topic};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
+
+fn metadata(addr: &str, name: &str) -> MetadataResponse {
+    let mut s = connect(addr);
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(topic(name))),
+    ]));
+    call(&mut s, ApiKey::Metadata, 12, &req).unwrap()
+}
+
+/// (leader, epoch) of partition `p`.
+fn leader(md: &MetadataResponse, p: i32) -> (i32, i32) {
+    let part = md.topics[0].partitions.iter().find(|x| x.partition_index == p).unwrap();
+    (part.leader_id.0, part.leader_epoch)
+}
+
+fn produce(
+    addr: &str,
+    name: &str,
+    p: i32,
+    version: i16,
+    records: usize,
+) -> produce_response::PartitionProduceResponse {
+    let values: Vec<Vec<u8>> = (0..records).map(|i| format!("v{i}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    let batch = build_batch(0, 0, &refs);
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
+        produce_request::TopicProduceData::default().with_name(topic(name)).with_partition_data(vec![
+            produce_request::PartitionProduceData::default().with_index(p).with_records(Some(batch)),
+        ]),
+    ]);
+    let mut s = connect(addr);
+    let resp: ProduceResponse = call(&mut s, ApiKey::Produce, version, &req).unwrap();
+    resp.responses[0].partition_responses[0].clone()
+}
+
+#[test]
+fn a_moved_partition_names_its_new_leader_and_where_the_old_epoch_ended() {
+    let c =
+        Cluster::start("moved-wire", 2, &["--num-partitions", "2", "--upload-interval-ms", "200"]).unwrap();
+    let addrs: Vec<String> = c.brokers.values().map(|b| b.bootstrap()).collect();
+    // Auto-create, then let both partitions find their owners.
+    metadata(&addrs[0], "wire");
+    c.wait_for("partitions spread", Duration::from_secs(60), |s| {
+        s.moving == 0 && s.live_partitions().values().all(|n| *n >= 1)
+    })
+    .unwrap();
+    let (old_leader, old_epoch) = leader(&metadata(&addrs[0], "wire"), 0);
+    assert!(old_leader >= 0, "never leader -1");
+    let old_addr = &c.brokers[&old_leader].bootstrap();
+    let r = produce(old_addr, "wire", 0, 11, 5);
+    assert_eq!(r.error_code, 0, "{r:?}");
+    let r = produce(old_addr, "wire", 0, 11, 3);
+    assert_eq!((r.error_code, r.base_offset), (0, 5));
+
+    let new_leader = 1 - old_leader;
+    c.cli(&["move", "wire", "0", &new_leader.to_string()]).unwrap();
+    c.wait_for("the move completes", Duration::from_secs(60), |s| s.moving == 0).unwrap();
+    for addr in &addrs {
+        let (l, e) = leader(&metadata(addr, "wire"), 0);
+        assert_eq!(l, new_leader, "every broker names the new leader");
+        assert!(e > old_epoch, "the leader epoch grows on a move: {e} after {old_epoch}");
+    }
+    let (_, new_epoch) = leader(&metadata(&addrs[0], "wire"), 0);
+
+    // The old owner: NOT_LEADER_OR_FOLLOWER, with the new leader from v10 on.
+    let r = produce(old_addr, "wire", 0, 11, 1);
+    assert_eq!(r.error_code, ResponseError::NotLeaderOrFollower.code());
+    assert_eq!((r.current_leader.leader_id.0, r.current_leader.leader_epoch), (new_leader, new_epoch));
+    let r = produce(old_addr, "wire", 0, 9, 1);
+    assert_eq!(r.error_code, ResponseError::NotLeaderOrFollower.code());
+    let fetch =
+        FetchRequest::default().with_max_wait_ms(0).with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(topic("wire"))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let resp: FetchResponse = call(&mut connect(old_addr), ApiKey::Fetch, 12, &fetch).unwrap();
+    let pd = &resp.responses[0].partitions[0];
+    assert_eq!(pd.error_code, ResponseError::NotLeaderOrFollower.code());
+    assert_eq!(pd.current_leader.leader_id.0, new_leader);
+
+    // The new owner continues the offsets and says where the old epoch ended.
+    let new_addr = &c.brokers[&new_leader].bootstrap();
+    let r = produce(new_addr, "wire", 0, 11, 2);
+    assert_eq!((r.error_code, r.base_offset), (0, 8), "offsets continue after the move");
+    for version in 2..=4 {
+        let ask = |epoch: i32, current: i32| {
+            let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(topic("wire"))
+                    .with_partitions(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_current_leader_epoch(current)
+                            .with_leader_epoch(epoch),
+                    ]),
+            ]);
+            let resp: OffsetForLeaderEpochResponse =
+                call(&mut connect(new_addr), ApiKey::OffsetForLeaderEpoch, version, &req).unwrap();
+            resp.topics[0].partitions[0].clone()
+        };
+        let r = ask(old_epoch, new_epoch);
+        assert_eq!(
+            (r.error_code, r.leader_epoch, r.end_offset),
+            (0, old_epoch, 8),
+            "v{version}: old epoch ends at the move"
+        );
+        let r = ask(new_epoch, new_epoch);
+        assert_eq!(
+            (r.error_code, r.leader_epoch, r.end_offset),
+            (0, new_epoch, 10),
+            "v{version}: current epoch ends at the end"
+        );
+        let r = ask(old_epoch, old_epoch);
+        assert_eq!(
+            r.error_code,
+            ResponseError::FencedLeaderEpoch.code(),
+            "v{version}: a stale current epoch is fenced"
+        );
+        let stale: OffsetForLeaderEpochResponse = call(
+            &mut connect(old_addr),
+            ApiKey::OffsetForLeaderEpoch,
+            version,
+            &OffsetForLeaderEpochRequest::default().with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(topic("wire"))
+                    .with_partitions(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_leader_epoch(old_epoch),
+                    ]),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(stale.topics[0].partitions[0].error_code, ResponseError::NotLeaderOrFollower.code());
+    }
+}
