@@ -200,6 +200,18 @@ impl ControlPlane {
         .await
     }
 
+    pub async fn unregister(
+        &self,
+        req: proto::UnregisterRequest,
+    ) -> Result<proto::UnregisterResponse, Status> {
+        self.call(
+            Duration::from_secs(5),
+            |t| async move { t.unregister(req).await },
+            |mut c| async move { c.unregister(request(req)).await },
+        )
+        .await
+    }
+
     pub async fn complete_wal_recovery(
         &self,
         req: proto::WalRecoveryRequest,

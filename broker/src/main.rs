@@ -180,6 +180,14 @@ async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         "produce latency on the broker since start"
     );
     let uploaded = if fenced { Ok(()) } else { store.shutdown().await };
+    if uploaded.is_ok() && !fenced {
+        // Everything is committed: end this incarnation now rather than
+        // let the controller wait out its lease and read its WAL.
+        let req = proto::UnregisterRequest { broker_id: member.broker_id, broker_epoch: member.broker_epoch };
+        if let Err(status) = member.control.unregister(req).await {
+            tracing::warn!(%status, "could not tell the controller this broker stopped; its lease will run out");
+        }
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = follower.await;

@@ -79,43 +79,6 @@ pub fn record_value(key: &str, size: usize) -> Vec<u8> {
     v
 }
 
-/// Reads every partition of `topic` from the beginning until `expected`
-/// records arrived or `timeout` passed; returns what was read.
-pub fn consume_all(
-    bootstrap: &str,
-    topic: &str,
-    partitions: i32,
-    expected: usize,
-    timeout: Duration,
-) -> anyhow::Result<Log> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("reader-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
-    let mut log = Log::new();
-    let deadline = Instant::now() + timeout;
-    while log.len() < expected && Instant::now() < deadline {
-        if let Some(msg) = consumer.poll(Duration::from_millis(200)) {
-            let msg = msg?;
-            let seen = Seen {
-                key: msg.key().unwrap_or_default().to_vec(),
-                value: msg.payload().unwrap_or_default().to_vec(),
-            };
-            if log.insert((msg.partition(), msg.offset()), seen).is_some() {
-                bail!("offset {}:{} delivered twice", msg.partition(), msg.offset());
-            }
-        }
-    }
-    Ok(log)
-}
-
 /// Reads every partition of `topic` from the beginning up to the high
 /// watermark each had when the read started: stops on state, not on counts,
 /// so records that were durable but never acknowledged are read too.

@@ -38,6 +38,25 @@ fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
     parts.into_iter().map(|(_, l)| l).collect()
 }
 
+/// Per partition, the longest time between two acknowledgements the
+/// producer saw: the write-unavailability window a move or a failover
+/// caused (an upper bound: acks are collected in send order).
+#[derive(Debug, Default)]
+struct Windows(std::collections::BTreeMap<i32, (std::time::Instant, Duration)>);
+
+impl Windows {
+    fn ack(&mut self, partition: i32) {
+        let now = std::time::Instant::now();
+        let e = self.0.entry(partition).or_insert((now, Duration::ZERO));
+        e.1 = e.1.max(now - e.0);
+        e.0 = now;
+    }
+
+    fn report(&self) -> String {
+        self.0.iter().map(|(p, (_, gap))| format!("p{p}={}ms", gap.as_millis())).collect::<Vec<_>>().join(" ")
+    }
+}
+
 /// An idempotent producer that sends until told to stop; what it got acked,
 /// and how many records failed for good.
 async fn produce_until(
@@ -47,6 +66,7 @@ async fn produce_until(
     acks: Arc<AtomicUsize>,
 ) -> (Log, usize) {
     let p = producer(&bootstrap, &[("message.timeout.ms", "120000"), ("linger.ms", "2")]).unwrap();
+    let mut windows = Windows::default();
     let mut acked = Log::new();
     let mut failed = 0;
     let mut in_flight = std::collections::VecDeque::new();
@@ -63,6 +83,7 @@ async fn produce_until(
             let (key, value, f) = in_flight.pop_front().unwrap();
             match f.await {
                 Ok(Ok(d)) => {
+                    windows.ack(d.partition);
                     acked.insert((d.partition, d.offset), Seen { key: key.into_bytes(), value });
                     acks.fetch_add(1, Ordering::Relaxed);
                 }
@@ -70,6 +91,10 @@ async fn produce_until(
             }
         }
     }
+    eprintln!(
+        "{topic}: longest gap between acks per partition (unavailability window): {}",
+        windows.report()
+    );
     for (key, value, f) in in_flight {
         match f.await {
             Ok(Ok(d)) => {

@@ -60,6 +60,13 @@ impl controller_server::Controller for ControllerService {
         Ok(Response::new(self.term()?.release(r.into_inner()).await?))
     }
 
+    async fn unregister(
+        &self,
+        r: Request<proto::UnregisterRequest>,
+    ) -> Result<Response<proto::UnregisterResponse>, Status> {
+        Ok(Response::new(self.term()?.unregister(r.into_inner()).await?))
+    }
+
     async fn complete_wal_recovery(
         &self,
         r: Request<proto::WalRecoveryRequest>,

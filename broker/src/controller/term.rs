@@ -3,9 +3,9 @@
 //! plane. Requests and answers are the protobuf messages, whether they come
 //! over gRPC or from the broker this controller runs in.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,6 @@ pub struct Term {
     lease: Arc<dyn WriteLease>,
     settings: ControllerSettings,
     live: Mutex<HashMap<i32, Liveness>>,
-    draining: Mutex<BTreeSet<i32>>,
     moves_started: Mutex<HashMap<u64, Instant>>,
     ended: AtomicBool,
     stop: watch::Sender<bool>,
@@ -85,7 +84,6 @@ impl Term {
             lease,
             settings,
             live: Mutex::new(live),
-            draining: Mutex::new(BTreeSet::new()),
             moves_started: Mutex::new(HashMap::new()),
             ended: AtomicBool::new(false),
             stop,
@@ -131,14 +129,9 @@ impl Term {
         }
     }
 
-    fn live_ids(&self, state: &MetaState) -> Vec<i32> {
-        state.brokers.iter().filter(|(_, b)| !b.fenced).map(|(id, _)| *id).collect()
-    }
-
     /// Live brokers that may receive partitions (not draining).
     fn eligible(&self, state: &MetaState) -> Vec<i32> {
-        let draining = self.draining.lock().expect("draining lock");
-        self.live_ids(state).into_iter().filter(|b| !draining.contains(b)).collect()
+        state.eligible_brokers()
     }
 
     pub async fn register(&self, req: proto::RegisterRequest) -> Result<proto::RegisterResponse, Status> {
@@ -162,10 +155,13 @@ impl Term {
             instance: req.instance.clone(),
         };
         let eligible = self.eligible(&self.state());
+        let chosen = Arc::new(AtomicU64::new(0));
+        let chosen_in = chosen.clone();
         let state = self
             .log
-            .append_with(|s| {
+            .append_with(move |s| {
                 let broker_epoch = s.brokers.get(&id).map_or(0, |b| b.epoch) + 1;
+                chosen_in.store(broker_epoch, Ordering::Release);
                 let mut records = vec![MetaRecord::BrokerRegistered {
                     broker_id: id,
                     broker_epoch,
@@ -193,7 +189,7 @@ impl Term {
             })
             .await
             .map_err(status)?;
-        let broker_epoch = state.brokers[&id].epoch;
+        let broker_epoch = chosen.load(Ordering::Acquire);
         self.live.lock().expect("live lock").insert(
             id,
             Liveness {
@@ -234,10 +230,11 @@ impl Term {
     }
 
     pub async fn commit(&self, req: proto::CommitRequest) -> Result<proto::CommitResponse, Status> {
-        let mut refused = Vec::new();
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let refused_in = refused.clone();
         let state = self
             .log
-            .append_with(|s| {
+            .append_with(move |s| {
                 if s.live_broker(req.broker_id).map(|b| b.epoch) != Some(req.broker_epoch) {
                     return Err(StorageError::Fenced(format!(
                         "broker {} epoch {} is fenced",
@@ -261,7 +258,8 @@ impl Term {
                     match s.check_range(req.broker_id, &req.key, &range) {
                         Ok(()) => ranges.push(range),
                         Err(e) => {
-                            refused.push(proto::RefusedStream { stream: r.stream, reason: e.to_string() })
+                            let refusal = proto::RefusedStream { stream: r.stream, reason: e.to_string() };
+                            refused_in.lock().expect("refused lock").push(refusal)
                         }
                     }
                 }
@@ -285,6 +283,7 @@ impl Term {
             })
             .await
             .map_err(status)?;
+        let refused = std::mem::take(&mut *refused.lock().expect("refused lock"));
         Ok(proto::CommitResponse { refused, seq: state.seq })
     }
 
@@ -293,9 +292,11 @@ impl Term {
         req: proto::AllocateProducerIdsRequest,
     ) -> Result<proto::AllocateProducerIdsResponse, Status> {
         self.check_live(&self.state(), req.broker_id, req.broker_epoch)?;
-        let state = self
-            .log
-            .append_with(|s| {
+        let first = Arc::new(AtomicI64::new(0));
+        let first_in = first.clone();
+        self.log
+            .append_with(move |s| {
+                first_in.store(s.next_producer_id, Ordering::Release);
                 Ok(vec![MetaRecord::ProducerIdsAllocated {
                     broker_id: req.broker_id,
                     first: s.next_producer_id,
@@ -305,16 +306,17 @@ impl Term {
             .await
             .map_err(status)?;
         Ok(proto::AllocateProducerIdsResponse {
-            first: state.next_producer_id - PRODUCER_ID_BLOCK,
+            first: first.load(Ordering::Acquire),
             count: PRODUCER_ID_BLOCK,
         })
     }
 
     pub async fn release(&self, req: proto::ReleaseRequest) -> Result<proto::ReleaseResponse, Status> {
         let eligible = self.eligible(&self.state());
+        let stream = req.stream;
         let state = self
             .log
-            .append_with(|s| {
+            .append_with(move |s| {
                 if s.live_broker(req.broker_id).map(|b| b.epoch) != Some(req.broker_epoch) {
                     return Err(StorageError::Fenced(format!("broker {} is fenced", req.broker_id)));
                 }
@@ -354,7 +356,7 @@ impl Term {
             })
             .await
             .map_err(status)?;
-        self.moves_started.lock().expect("moves lock").remove(&req.stream);
+        self.moves_started.lock().expect("moves lock").remove(&stream);
         Ok(proto::ReleaseResponse { seq: state.seq })
     }
 
@@ -367,9 +369,10 @@ impl Term {
         let state = self.state();
         self.check_live(&state, req.recoverer, req.recoverer_epoch)?;
         let eligible = self.eligible(&state);
+        let (dead, recoverer) = (req.broker_id, req.recoverer);
         let state = self
             .log
-            .append_with(|s| {
+            .append_with(move |s| {
                 let ranges: Vec<ObjectRange> = req.ranges.iter().map(range_of).collect();
                 let producers: Vec<(u64, ProducerSnapshot)> =
                     req.producers.iter().map(|p| (p.stream, snapshot(p))).collect();
@@ -400,11 +403,7 @@ impl Term {
             })
             .await
             .map_err(status)?;
-        tracing::info!(
-            broker_id = req.broker_id,
-            recoverer = req.recoverer,
-            "fenced broker's WAL recovered; its streams moved"
-        );
+        tracing::info!(broker_id = dead, recoverer, "fenced broker's WAL recovered; its streams moved");
         Ok(proto::WalRecoveryResponse { seq: state.seq })
     }
 
@@ -482,7 +481,7 @@ impl Term {
             return Err(Status::unavailable("no live broker to own the new partitions"));
         }
         self.log
-            .append_with(|s| {
+            .append_with(move |s| {
                 let first = s.next_stream_id;
                 let topic = TopicMeta {
                     name: t.name.clone(),
@@ -504,7 +503,7 @@ impl Term {
     async fn add_partitions(&self, t: proto::AddPartitions) -> Result<Arc<MetaState>, Status> {
         let eligible = self.eligible(&self.state());
         self.log
-            .append_with(|s| {
+            .append_with(move |s| {
                 let topic =
                     s.topics.get(&t.name).ok_or_else(|| StorageError::UnknownTopic(t.name.clone()))?;
                 let have = topic.streams.len() as u64;
@@ -529,7 +528,7 @@ impl Term {
     async fn move_partition(&self, m: proto::MovePartition) -> Result<Arc<MetaState>, Status> {
         let state = self
             .log
-            .append_with(|s| {
+            .append_with(move |s| {
                 let topic =
                     s.topics.get(&m.topic).ok_or_else(|| StorageError::UnknownTopic(m.topic.clone()))?;
                 let stream = topic.stream(m.partition).ok_or_else(|| {
@@ -551,10 +550,62 @@ impl Term {
     }
 
     async fn drain(&self, broker_id: i32) -> Result<Arc<MetaState>, Status> {
-        self.draining.lock().expect("draining lock").insert(broker_id);
+        self.log
+            .append_with(move |s| {
+                let b = s
+                    .live_broker(broker_id)
+                    .ok_or_else(|| StorageError::Invalid(format!("broker {broker_id} is not live")))?;
+                if b.draining {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![MetaRecord::BrokerDraining { broker_id, broker_epoch: b.epoch }])
+            })
+            .await
+            .map_err(status)?;
         tracing::info!(broker_id, "draining broker");
         self.balance_once().await.map_err(status)?;
         Ok(self.state())
+    }
+
+    /// A clean stop: the broker uploaded and committed everything, so its
+    /// incarnation ends now (no lease to wait out, no WAL to recover) and
+    /// what it still owns is spread over the live brokers.
+    pub async fn unregister(
+        &self,
+        req: proto::UnregisterRequest,
+    ) -> Result<proto::UnregisterResponse, Status> {
+        let id = req.broker_id;
+        let state = self
+            .log
+            .append_with(move |s| {
+                if s.live_broker(id).map(|b| b.epoch) != Some(req.broker_epoch) {
+                    return Ok(Vec::new());
+                }
+                let mut records = vec![
+                    MetaRecord::BrokerFenced { broker_id: id, broker_epoch: req.broker_epoch },
+                    MetaRecord::WalRecovered {
+                        broker_id: id,
+                        broker_epoch: req.broker_epoch,
+                        recoverer: id,
+                        key: String::new(),
+                        ranges: Vec::new(),
+                        producers: Vec::new(),
+                    },
+                ];
+                let mut after = s.clone();
+                after.apply_all(&records)?;
+                let orphans: Vec<u64> = after.streams_of(id).map(|(sid, _)| sid).collect();
+                let assignments = placement::spread(&after, &orphans, &after.eligible_brokers());
+                if !assignments.is_empty() {
+                    records.push(MetaRecord::StreamsAssigned { assignments });
+                }
+                Ok(records)
+            })
+            .await
+            .map_err(status)?;
+        self.live.lock().expect("live lock").remove(&id);
+        tracing::info!(broker_id = id, "broker stopped cleanly");
+        Ok(proto::UnregisterResponse { seq: state.seq })
     }
 
     fn note_moves_started(&self, state: &MetaState) {
@@ -570,7 +621,6 @@ impl Term {
     fn status(&self) -> proto::AdminResponse {
         let state = self.state();
         let live = self.live.lock().expect("live lock");
-        let draining = self.draining.lock().expect("draining lock");
         let brokers = state
             .brokers
             .iter()
@@ -586,7 +636,7 @@ impl Term {
                     committed_bytes: owned.iter().map(|(_, s)| s.bytes).sum(),
                     pending_upload_bytes: l.map_or(0, |l| l.pending_upload_bytes),
                     applied_seq: l.map_or(0, |l| l.applied_seq),
-                    draining: draining.contains(id),
+                    draining: b.draining,
                 }
             })
             .collect();
@@ -647,7 +697,6 @@ impl Term {
             tracing::warn!(broker_id, broker_epoch, "broker lease expired; fencing it");
             self.log.append(vec![MetaRecord::BrokerFenced { broker_id, broker_epoch }]).await?;
             self.live.lock().expect("live lock").remove(&broker_id);
-            self.draining.lock().expect("draining lock").remove(&broker_id);
         }
         Ok(())
     }

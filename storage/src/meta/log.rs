@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::error::{Result, StorageError};
 use crate::meta::record::{LogEntry, MetaRecord, FORMAT};
@@ -114,8 +114,26 @@ pub trait WriteLease: Send + Sync {
     fn valid_until(&self) -> Instant;
 }
 
+/// Records to append, computed from the state at their turn.
+type Make = Box<dyn FnOnce(&MetaState) -> Result<Vec<MetaRecord>> + Send>;
+
+struct Proposal {
+    make: Make,
+    done: oneshot::Sender<Result<Arc<MetaState>>>,
+}
+
+/// The same error for every proposal of a failed entry, by what to do.
+fn copy_error(e: &StorageError) -> StorageError {
+    match e {
+        StorageError::Fenced(m) => StorageError::Fenced(m.clone()),
+        e if e.is_retriable() => StorageError::Unavailable(e.to_string()),
+        e => StorageError::Invalid(e.to_string()),
+    }
+}
+
 /// The metadata log as its one writer (the controller) holds it.
 pub struct MetadataLog {
+    proposals: std::sync::Mutex<Vec<Proposal>>,
     bucket: Bucket,
     writer_id: i32,
     term: u64,
@@ -135,6 +153,7 @@ impl MetadataLog {
         let state = load(&bucket).await?;
         let (seq_tx, _) = watch::channel(state.seq);
         let this = Self {
+            proposals: std::sync::Mutex::new(Vec::new()),
             bucket,
             writer_id,
             term,
@@ -209,42 +228,94 @@ impl MetadataLog {
     /// Validates `records` in order, writes them as the next log entry and
     /// applies them. Either all are applied or none.
     pub async fn append(&self, records: Vec<MetaRecord>) -> Result<Arc<MetaState>> {
-        self.append_with(|_| Ok(records)).await
+        self.append_with(move |_| Ok(records)).await
     }
 
     /// Like [`MetadataLog::append`], with records computed from the current
     /// state under the append lock (ids, epochs, offsets need no second look).
     ///
+    /// Appends group-commit: every proposal queued while an entry is being
+    /// written goes into the next entry, each validated against the state the
+    /// ones before it leave, so N concurrent callers cost one PUT, not N. A
+    /// proposal that fails validation gets its own error and adds nothing.
+    /// The returned state is the one after the whole entry: a caller that
+    /// needs what *its* records chose (an id, an epoch) captures it in `make`.
+    ///
     /// The append counts only if its PUT returned before the writer's lease
     /// ran out: after that, another controller may have taken over and even
     /// deleted old entry numbers, so the result is reported as `Fenced`.
-    pub async fn append_with(
-        &self,
-        make: impl FnOnce(&MetaState) -> Result<Vec<MetaRecord>>,
-    ) -> Result<Arc<MetaState>> {
+    pub async fn append_with<F>(&self, make: F) -> Result<Arc<MetaState>>
+    where
+        F: FnOnce(&MetaState) -> Result<Vec<MetaRecord>> + Send + 'static,
+    {
         if self.is_deposed() {
             return Err(StorageError::Fenced(format!("controller term {} was deposed", self.term)));
         }
-        let mut w = self.writer.lock().await;
-        let records = make(&w)?;
-        if records.is_empty() {
-            return Ok(self.state());
+        let (done, mut result) = oneshot::channel();
+        self.proposals.lock().expect("meta lock").push(Proposal { make: Box::new(make), done });
+        let writer = self.writer.lock().await;
+        // The writer before us may have taken our proposal into its entry.
+        if let Ok(r) = result.try_recv() {
+            return r;
         }
+        self.write_batch(writer).await;
+        result.await.unwrap_or_else(|_| Err(StorageError::Unavailable("metadata append was dropped".into())))
+    }
+
+    /// Writes every queued proposal as one entry and answers each.
+    async fn write_batch(&self, mut w: tokio::sync::MutexGuard<'_, MetaState>) {
+        let batch = std::mem::take(&mut *self.proposals.lock().expect("meta lock"));
         let mut next = w.clone();
-        next.apply_all(&records)?;
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for p in batch {
+            let outcome = (p.make)(&next).and_then(|rs| {
+                let mut trial = next.clone();
+                trial.apply_all(&rs)?;
+                Ok((rs, trial))
+            });
+            match outcome {
+                Ok((rs, trial)) => {
+                    if !rs.is_empty() {
+                        records.extend(rs);
+                        next = trial;
+                    }
+                    accepted.push(p.done);
+                }
+                Err(e) => {
+                    let _ = p.done.send(Err(e));
+                }
+            }
+        }
+        if records.is_empty() {
+            let state = self.state();
+            for done in accepted {
+                let _ = done.send(Ok(state.clone()));
+            }
+            return;
+        }
         next.seq = w.seq + 1;
         let entry =
             LogEntry { format: FORMAT, writer: self.writer_id, term: self.term, nonce: nonce(), records };
-        if Instant::now() >= self.lease.valid_until() {
-            return Err(StorageError::Fenced(format!("controller lease of term {} ran out", self.term)));
-        }
-        self.put_entry(next.seq, &entry).await?;
-        if Instant::now() >= self.lease.valid_until() {
-            self.deposed.store(true, Ordering::Release);
-            return Err(StorageError::Fenced(format!(
-                "controller lease of term {} ran out during the append",
-                self.term
-            )));
+        let written = if Instant::now() >= self.lease.valid_until() {
+            Err(StorageError::Fenced(format!("controller lease of term {} ran out", self.term)))
+        } else {
+            match self.put_entry(next.seq, &entry).await {
+                Ok(()) if Instant::now() >= self.lease.valid_until() => {
+                    self.deposed.store(true, Ordering::Release);
+                    Err(StorageError::Fenced(format!(
+                        "controller lease of term {} ran out during the append",
+                        self.term
+                    )))
+                }
+                other => other,
+            }
+        };
+        if let Err(e) = written {
+            for done in accepted {
+                let _ = done.send(Err(copy_error(&e)));
+            }
+            return;
         }
         *w = next;
         let seq = w.seq;
@@ -259,10 +330,12 @@ impl MetadataLog {
         }
         drop(w);
         self.seq_tx.send_replace(seq);
-        if seq % SNAPSHOT_EVERY == 0 {
+        if seq.is_multiple_of(SNAPSHOT_EVERY) {
             self.snapshot_in_background(shared.clone());
         }
-        Ok(shared)
+        for done in accepted {
+            let _ = done.send(Ok(shared.clone()));
+        }
     }
 
     /// Writes entry `seq`, resolving lost answers by reading it back.

@@ -97,6 +97,11 @@ pub enum MetaRecord {
         broker_id: i32,
         broker_epoch: u64,
     },
+    /// The incarnation gives all its streams away and takes no new ones.
+    BrokerDraining {
+        broker_id: i32,
+        broker_epoch: u64,
+    },
     TopicCreated {
         topic: TopicMeta,
     },

@@ -55,6 +55,9 @@ pub struct BrokerMeta {
     /// The fenced incarnation's WAL was recovered by a peer.
     #[serde(default)]
     pub wal_recovered: bool,
+    /// The incarnation is giving its streams away (drain, or a stop).
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// The state the log describes.
@@ -98,6 +101,11 @@ impl MetaState {
     /// The live (registered, not fenced) incarnation of `broker_id`.
     pub fn live_broker(&self, broker_id: i32) -> Option<&BrokerMeta> {
         self.brokers.get(&broker_id).filter(|b| !b.fenced)
+    }
+
+    /// Live brokers that may receive streams (not draining).
+    pub fn eligible_brokers(&self) -> Vec<i32> {
+        self.brokers.iter().filter(|(_, b)| !b.fenced && !b.draining).map(|(id, _)| *id).collect()
     }
 
     /// Streams owned by `broker_id`.
@@ -149,6 +157,13 @@ impl MetaState {
                 if self.brokers.get(broker_id).map(|b| b.epoch) != Some(*broker_epoch) {
                     return Err(StorageError::Invalid(format!(
                         "broker {broker_id} epoch {broker_epoch} is not the registered incarnation"
+                    )));
+                }
+            }
+            MetaRecord::BrokerDraining { broker_id, broker_epoch } => {
+                if self.live_broker(*broker_id).map(|b| b.epoch) != Some(*broker_epoch) {
+                    return Err(StorageError::Invalid(format!(
+                        "broker {broker_id} epoch {broker_epoch} is not live"
                     )));
                 }
             }
@@ -251,6 +266,11 @@ impl MetaState {
             MetaRecord::BrokerFenced { broker_id, .. } => {
                 if let Some(b) = self.brokers.get_mut(broker_id) {
                     b.fenced = true;
+                }
+            }
+            MetaRecord::BrokerDraining { broker_id, .. } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    b.draining = true;
                 }
             }
             MetaRecord::TopicCreated { topic } => {

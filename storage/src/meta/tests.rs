@@ -236,3 +236,22 @@ mod properties {
         }
     }
 }
+
+#[tokio::test]
+async fn concurrent_appends_share_entries_and_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = writer(dir.path(), 1).await.unwrap();
+    let before = log.state().seq;
+    let creations = (0..20u64).map(|i| log.append(vec![topic(&format!("t{i}"), vec![i])]));
+    // Two proposals for one name in the same batch: one wins, one is refused.
+    let twice = [log.append(vec![topic("same", vec![100])]), log.append(vec![topic("same", vec![101])])];
+    let (created, twice) =
+        tokio::join!(futures::future::join_all(creations), futures::future::join_all(twice));
+    assert!(created.iter().all(|r| r.is_ok()));
+    let refused = twice.iter().filter(|r| matches!(r, Err(StorageError::TopicExists(_)))).count();
+    assert_eq!((refused, twice.len() - refused), (1, 1), "{twice:?}");
+    let state = log.state();
+    assert_eq!(state.topics.len(), 21);
+    assert!(state.seq - before <= 3, "22 proposals took {} entries", state.seq - before);
+    assert_eq!(load(&bucket(dir.path())).await.unwrap(), *state);
+}
