@@ -252,6 +252,7 @@ pub fn storage_error_code(error: &StorageError) -> ResponseError {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::Invalid(_) => ResponseError::InvalidRequest,
         StorageError::Unavailable(_) => ResponseError::RequestTimedOut,
+        StorageError::Deposed(_) => ResponseError::NotController,
         StorageError::Backpressure { .. } | StorageError::WalClosed | StorageError::Wal(_) => {
             ResponseError::KafkaStorageError
         }

@@ -142,6 +142,7 @@ async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         broker_epoch = member.broker_epoch,
         "floe is serving Kafka"
     );
+    member.attach_store(store.clone());
     let broker = Arc::new(Broker::new(config, store.clone(), member.clone(), producers));
     ownership::start(&broker).await;
     let follower = {
@@ -155,10 +156,12 @@ async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let fenced_member = member.clone();
+    let fenced_store = store.clone();
     let drain_broker = broker.clone();
     let shutdown = async move {
+        // Either side can learn it: a heartbeat, or a commit the controller refused.
         let fenced = async {
-            while !fenced_member.is_fenced() {
+            while !fenced_member.is_fenced() && !fenced_store.is_fenced() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
@@ -170,7 +173,7 @@ async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         drain(&drain_broker).await;
     };
     floe_broker::server::serve(broker.clone(), listener, shutdown).await;
-    let fenced = member.is_fenced();
+    let fenced = member.is_fenced() || store.is_fenced();
     let wal = store.wal_stats();
     tracing::info!(
         to_durable = %broker.produce_stats.to_durable.summary(),

@@ -50,7 +50,8 @@ pub struct Member {
     view: RwLock<Arc<MetaState>>,
     seq_tx: watch::Sender<u64>,
     fenced: AtomicBool,
-    pending_upload: AtomicU64,
+    /// The store, once open: heartbeats report its upload lag.
+    store: std::sync::OnceLock<floe_storage::StreamStore>,
 }
 
 impl Member {
@@ -86,7 +87,7 @@ impl Member {
             view: RwLock::new(Arc::new(state)),
             seq_tx,
             fenced: AtomicBool::new(false),
-            pending_upload: AtomicU64::new(0),
+            store: std::sync::OnceLock::new(),
         }))
     }
 
@@ -123,8 +124,9 @@ impl Member {
         self.fenced.load(Ordering::Acquire)
     }
 
-    pub fn set_pending_upload(&self, bytes: u64) {
-        self.pending_upload.store(bytes, Ordering::Relaxed);
+    /// Lets heartbeats report the store's upload lag.
+    pub fn attach_store(&self, store: floe_storage::StreamStore) {
+        let _ = self.store.set(store);
     }
 
     /// Renews the lease until `stop`; on learning that this incarnation is
@@ -137,7 +139,7 @@ impl Member {
                 broker_id: self.broker_id,
                 broker_epoch: self.broker_epoch,
                 applied_seq: self.state().seq,
-                pending_upload_bytes: self.pending_upload.load(Ordering::Relaxed),
+                pending_upload_bytes: self.store.get().map_or(0, |s| s.pending_upload_bytes()),
             };
             match self.control.heartbeat(req).await {
                 Ok(resp) => self.lease.extend(sent, Duration::from_millis(resp.lease_ms)),

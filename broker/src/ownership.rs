@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use floe_storage::meta::StreamMeta;
-use floe_storage::{CommitOutcome, Committer, ObjectCommit, StorageError, StreamId};
+use floe_storage::{CommitOutcome, Committer, ObjectCommit, Refusal, StorageError, StreamId};
 use futures::future::BoxFuture;
 
 use crate::broker::Broker;
@@ -56,7 +56,17 @@ impl Committer for ControllerCommitter {
                 producers,
             };
             let resp = self.control.commit(req).await.map_err(|s| storage_error(&s))?;
-            Ok(CommitOutcome { refused: resp.refused.into_iter().map(|r| (r.stream, r.reason)).collect() })
+            let refused = resp
+                .refused
+                .into_iter()
+                .map(|r| Refusal {
+                    stream: r.stream,
+                    reason: r.reason,
+                    fenced: r.fenced,
+                    committed_end: r.committed_end,
+                })
+                .collect();
+            Ok(CommitOutcome { refused })
         })
     }
 }
@@ -121,7 +131,7 @@ async fn reconcile_now(broker: &Arc<Broker>) {
         if held.get(&id) == Some(&meta.epoch) {
             continue;
         }
-        open(broker, id, meta, held.contains_key(&id));
+        open(broker, id, meta);
         if let Some(partition) = offsets_streams.iter().position(|s| *s == id) {
             if let Err(error) = broker.offsets.load_partition(&broker.store, id, partition).await {
                 tracing::warn!(%error, stream = id, "loading committed offsets failed");
@@ -141,9 +151,9 @@ async fn reconcile_now(broker: &Arc<Broker>) {
     }
 }
 
-fn open(broker: &Broker, id: StreamId, meta: &StreamMeta, held: bool) {
-    broker.store.open_stream(id, meta);
-    if !held {
+fn open(broker: &Broker, id: StreamId, meta: &StreamMeta) {
+    if broker.store.open_stream(id, meta) {
+        broker.producers.forget(id);
         broker.producers.restore(id, meta.producers.values());
     }
     tracing::info!(stream = id, epoch = meta.epoch, end_offset = meta.end_offset, "serving stream");

@@ -21,8 +21,13 @@ pub enum StorageError {
     CorruptObject { key: String, reason: String },
     #[error("metadata log entry {seq} is corrupt: {reason}")]
     CorruptMetadata { seq: u64, reason: String },
+    /// This broker incarnation (or its claim on a stream) is over.
     #[error("fenced: {0}")]
     Fenced(String),
+    /// This controller term is over: another controller writes the log. The
+    /// request may be sent again to the new controller.
+    #[error("this controller was deposed: {0}")]
+    Deposed(String),
     #[error("stream {0} is not served by this broker")]
     UnknownStream(StreamId),
     #[error("stream {0} is being handed to another broker")]
@@ -48,7 +53,11 @@ impl StorageError {
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            Self::ObjectStore(_) | Self::ObjectRead { .. } | Self::Unavailable(_) | Self::Backpressure { .. }
+            Self::ObjectStore(_)
+                | Self::ObjectRead { .. }
+                | Self::Unavailable(_)
+                | Self::Backpressure { .. }
+                | Self::Deposed(_)
         )
     }
 }

@@ -28,8 +28,8 @@ pub use error::{Result, StorageError};
 pub use meta::{MetaState, StreamMeta, TopicMeta, WriteLease};
 pub use object_store_url::Bucket;
 pub use store::{
-    AppendInput, Appended, CommitOutcome, Committer, ObjectCommit, ReadResult, StoreContext, StreamOffsets,
-    StreamStore, TimestampHint,
+    AppendInput, Appended, CommitOutcome, Committer, ObjectCommit, ReadResult, Refusal, StoreContext,
+    StreamOffsets, StreamStore, TimestampHint,
 };
 pub use wal_lock::WalLock;
 

@@ -86,9 +86,20 @@ pub struct ObjectCommit {
 /// What the committer did with an object's ranges.
 #[derive(Debug, Clone, Default)]
 pub struct CommitOutcome {
-    /// Streams whose ranges were refused because this broker no longer owns
-    /// them at that epoch: the store drops them.
-    pub refused: Vec<(StreamId, String)>,
+    /// Streams whose ranges were not committed.
+    pub refused: Vec<Refusal>,
+}
+
+/// A stream whose range a commit refused, and why.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub stream: StreamId,
+    pub reason: String,
+    /// Owned elsewhere or at a newer epoch: this broker drops the stream.
+    /// Otherwise the range did not continue the stream, which is committed
+    /// up to `committed_end`: nothing is dropped, the WAL is not trimmed.
+    pub fenced: bool,
+    pub committed_end: i64,
 }
 
 /// Makes uploaded objects part of their streams: the controller, in process
@@ -259,6 +270,11 @@ impl StreamStore {
         Ok(Self { inner, uploader: Arc::new(Mutex::new(Some((task, stop_tx)))) })
     }
 
+    /// Acknowledged bytes not yet committed to the object store.
+    pub fn pending_upload_bytes(&self) -> u64 {
+        self.inner.pending_bytes.load(Ordering::Acquire)
+    }
+
     /// The bucket this store uploads to.
     pub fn bucket(&self) -> &Bucket {
         &self.inner.bucket
@@ -290,16 +306,32 @@ impl StreamStore {
     }
 
     /// Starts serving a stream assigned to this broker, at its committed end.
-    /// A stream already held (a new epoch of our own) only takes the epoch.
-    pub fn open_stream(&self, id: StreamId, meta: &StreamMeta) {
-        let mut map = self.inner.streams.write().expect("streams lock poisoned");
-        if let Some(stream) = map.get(&id) {
-            let mut st = stream.lock();
-            st.epoch = st.epoch.max(meta.epoch);
-            st.sealed = false;
-            return;
+    /// A copy still held here is kept only if it ends exactly there (a move
+    /// that came back before anyone wrote); a copy that differs is stale
+    /// (the stream was written elsewhere meanwhile) and is rebuilt.
+    /// Returns whether the stream was (re)built from the metadata.
+    pub fn open_stream(&self, id: StreamId, meta: &StreamMeta) -> bool {
+        {
+            let map = self.inner.streams.read().expect("streams lock poisoned");
+            if let Some(stream) = map.get(&id) {
+                let mut st = stream.lock();
+                if st.next_offset == meta.end_offset && st.uploaded_end == meta.end_offset {
+                    st.epoch = st.epoch.max(meta.epoch);
+                    st.sealed = false;
+                    return false;
+                }
+            }
         }
+        if self.inner.remove_stream(id).is_some() {
+            tracing::warn!(
+                stream = id,
+                end_offset = meta.end_offset,
+                "a stale copy of the stream was rebuilt"
+            );
+        }
+        let mut map = self.inner.streams.write().expect("streams lock poisoned");
         map.insert(id, Stream::new(id, StreamState::from_meta(meta)));
+        true
     }
 
     /// Stops taking appends for `id`, waits until what it acknowledged is
@@ -411,6 +443,32 @@ impl StreamStore {
             inner.upload_now.notify_one();
         }
         Ok(Appended { base_offset, durable: rx, lease: inner.lease.clone() })
+    }
+
+    /// Resolves once everything below `offset + 1` of stream `id` is durable
+    /// and this broker's lease holds: an idempotent retry of a batch whose
+    /// original is still on its way to disk is acknowledged only then.
+    pub async fn wait_durable(&self, id: StreamId, offset: i64) -> Result<()> {
+        let stream = self.stream(id)?;
+        let mut durable = self.inner.wal.watch_durable();
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while stream.high_watermark() <= offset {
+            if self.inner.wal.is_failed() {
+                return Err(StorageError::WalClosed);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StorageError::Unavailable(format!(
+                    "stream {id}: offset {offset} is not durable yet"
+                )));
+            }
+            let _ = tokio::time::timeout(left.min(std::time::Duration::from_millis(100)), durable.changed())
+                .await;
+        }
+        if Instant::now() >= self.inner.lease.valid_until() {
+            return Err(StorageError::LeaseExpired);
+        }
+        Ok(())
     }
 
     /// Start offset and high watermark of a stream.

@@ -72,17 +72,19 @@ pub(crate) async fn upload_once(inner: &Inner) -> Result<bool> {
     };
     let outcome = match inner.committer.commit(upload.commit.clone()).await {
         Ok(outcome) => outcome,
-        Err(error) if error.is_retriable() => {
+        // Only this broker's own fencing ends the commit: any other failure
+        // may hide a commit that landed, so the same one is tried again.
+        Err(error @ StorageError::Fenced(_)) => return Err(error),
+        Err(error) => {
             *pending = Some(upload);
             return Err(error);
         }
-        Err(error) => return Err(error),
     };
     let key: Arc<str> = Arc::from(upload.commit.key.as_str());
     let streams: Vec<Arc<Stream>> =
         inner.streams.read().expect("streams lock poisoned").values().cloned().collect();
     for range in &upload.commit.ranges {
-        if outcome.refused.iter().any(|(s, _)| *s == range.stream) {
+        if outcome.refused.iter().any(|r| r.stream == range.stream) {
             continue;
         }
         if let Some(stream) = streams.iter().find(|s| s.id == range.stream) {
@@ -94,12 +96,30 @@ pub(crate) async fn upload_once(inner: &Inner) -> Result<bool> {
         }
     }
     sub_saturating(&inner.pending_bytes, upload.bytes);
-    for (stream, reason) in &outcome.refused {
-        tracing::error!(stream, %reason, "commit refused: this broker no longer owns the stream; dropping it");
-        inner.remove_stream(*stream);
+    let mut keep_wal = false;
+    for r in &outcome.refused {
+        if r.fenced {
+            // Owned elsewhere at a newer epoch: what this broker acknowledged
+            // was committed by whoever took the stream over.
+            tracing::error!(stream = r.stream, reason = %r.reason, "commit refused: the stream is owned elsewhere; dropping it");
+            inner.remove_stream(r.stream);
+            continue;
+        }
+        // The stream is ours but its committed end is not where we thought:
+        // resynchronise from the controller's end and keep every WAL entry.
+        keep_wal = true;
+        tracing::error!(stream = r.stream, reason = %r.reason, committed_end = r.committed_end, "commit refused: range does not continue the stream");
+        if let Some(stream) = streams.iter().find(|s| s.id == r.stream) {
+            let mut st = stream.lock();
+            if r.committed_end > st.uploaded_end && r.committed_end <= st.next_offset {
+                st.uploaded_end = r.committed_end;
+            }
+        }
     }
     evict(inner, &streams);
-    inner.wal.trim(upload.cutoff);
+    if !keep_wal {
+        inner.wal.trim(upload.cutoff);
+    }
     tracing::debug!(key = %upload.commit.key, size = upload.commit.size, streams = upload.commit.ranges.len(), "object committed");
     Ok(true)
 }

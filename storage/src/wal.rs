@@ -156,6 +156,11 @@ impl Wal {
         Ok(scan(dir, segment_bytes)?.recovered)
     }
 
+    /// Whether a write or sync failed (nothing after it becomes durable).
+    pub fn is_failed(&self) -> bool {
+        self.shared.queue.lock().expect("wal queue poisoned").failed
+    }
+
     /// Queues `record`; `done` runs on the writer thread once it is durable.
     /// Returns the entry's LSN. Records are logged in the order of these calls.
     pub fn append(&self, record: WalRecord, done: DurableCallback) -> Result<Lsn> {

@@ -44,6 +44,23 @@ impl ObjectStore {
     }
 }
 
+/// A free loopback port below Linux's ephemeral range (32768+), so that no
+/// process binding port 0 can take it while a broker is down for a restart
+/// (the restart reuses it, so its clients find it again).
+pub fn low_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    // Bounded: a few collisions with other tests' brokers at most.
+    for _ in 0..10_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7_919)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    0
+}
+
 /// The `floe` binary built next to the test executables.
 pub fn floe_binary() -> anyhow::Result<PathBuf> {
     if let Ok(path) = std::env::var("FLOE_BIN") {
@@ -89,13 +106,17 @@ impl BrokerProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if !extra.iter().any(|a| a == "--rpc-listen") {
+            extra.extend(["--rpc-listen".to_string(), format!("127.0.0.1:{}", low_port())]);
+        }
         let mut b = BrokerProcess {
             child: None,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr: SocketAddr::from(([127, 0, 0, 1], low_port())),
             data_dir: data_dir.to_path_buf(),
             store: store.clone(),
             log: data_dir.with_extension("log"),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            extra,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         b.spawn()?;
@@ -116,8 +137,8 @@ impl BrokerProcess {
         let bin = floe_binary()?;
         let started_before = self.serving_lines().len();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        // The first start lets the broker pick a free port (no race with
-        // other tests); restarts reuse it so clients find the broker again.
+        // Ports come from below the ephemeral range (see `low_port`), and a
+        // restart reuses them, so clients find the broker again.
         let child = Command::new(&bin)
             .arg("--listen")
             .arg(self.addr.to_string())

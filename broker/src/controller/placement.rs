@@ -80,6 +80,83 @@ pub fn rebalance(state: &MetaState, brokers: &[i32], max: usize) -> Vec<(StreamI
     moves
 }
 
+/// Bytes-in rate per stream, as the controller sees commits arrive: an
+/// exponentially decaying average over about `HALF_LIFE`.
+#[derive(Debug, Default)]
+pub struct Rates {
+    streams: std::collections::HashMap<StreamId, (f64, std::time::Instant)>,
+}
+
+const HALF_LIFE: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl Rates {
+    pub fn observe(&mut self, stream: StreamId, bytes: u64) {
+        let now = std::time::Instant::now();
+        let tau = HALF_LIFE.as_secs_f64() / std::f64::consts::LN_2;
+        let (rate, at) = self.streams.entry(stream).or_insert((0.0, now));
+        let decay = (-(now - *at).as_secs_f64() / tau).exp();
+        *rate = *rate * decay + bytes as f64 / tau;
+        *at = now;
+    }
+
+    /// Bytes per second into `stream` lately.
+    pub fn of(&self, stream: StreamId) -> f64 {
+        self.streams.get(&stream).map_or(0.0, |(rate, at)| {
+            let tau = HALF_LIFE.as_secs_f64() / std::f64::consts::LN_2;
+            rate * (-at.elapsed().as_secs_f64() / tau).exp()
+        })
+    }
+}
+
+/// Once partition counts are even, evens out bytes in: when the busiest
+/// broker takes more than `1 + SKEW` times the mean, swap one of its streams
+/// with one of the idlest broker's (counts stay even), choosing the pair that
+/// narrows the gap most. Streams in `settled` (moved lately) stay put.
+pub fn rebalance_by_rate(
+    state: &MetaState,
+    brokers: &[i32],
+    rates: &Rates,
+    settled: &std::collections::HashSet<StreamId>,
+) -> Vec<(StreamId, i32)> {
+    const SKEW: f64 = 0.25;
+    /// Below this, differences are noise (and moving costs more than it saves).
+    const MIN_BYTES_PER_SEC: f64 = 64.0 * 1024.0;
+    if brokers.len() < 2 {
+        return Vec::new();
+    }
+    let mut per: BTreeMap<i32, Vec<(StreamId, f64)>> = brokers.iter().map(|b| (*b, Vec::new())).collect();
+    for (id, s) in state.streams.iter() {
+        if let (Some(owner), None) = (s.owner, s.moving_to) {
+            if let Some(v) = per.get_mut(&owner) {
+                v.push((*id, rates.of(*id)));
+            }
+        }
+    }
+    let load = |b: &i32| per[b].iter().map(|(_, r)| r).sum::<f64>();
+    let mean = brokers.iter().map(load).sum::<f64>() / brokers.len() as f64;
+    let hot = *brokers.iter().max_by(|a, b| load(a).total_cmp(&load(b))).expect("non-empty");
+    let cold = *brokers.iter().min_by(|a, b| load(a).total_cmp(&load(b))).expect("non-empty");
+    let gap = load(&hot) - load(&cold);
+    if load(&hot) <= mean * (1.0 + SKEW) || gap < MIN_BYTES_PER_SEC {
+        return Vec::new();
+    }
+    // Swapping x (hot) with y (cold) moves x - y; the best lands near gap / 2.
+    let mut best: Option<(f64, StreamId, StreamId)> = None;
+    for &(x, rx) in per[&hot].iter().filter(|(id, _)| !settled.contains(id)) {
+        for &(y, ry) in per[&cold].iter().filter(|(id, _)| !settled.contains(id)) {
+            let shift = rx - ry;
+            if shift <= 0.0 || shift >= gap {
+                continue;
+            }
+            let miss = (gap / 2.0 - shift).abs();
+            if best.is_none_or(|(m, _, _)| miss < m) {
+                best = Some((miss, x, y));
+            }
+        }
+    }
+    best.map_or_else(Vec::new, |(_, x, y)| vec![(x, cold), (y, hot)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +185,27 @@ mod tests {
         assert_eq!(moves.len(), 2, "broker 1 drains: {moves:?}");
         assert!(moves.iter().all(|(_, to)| *to != 1));
         assert_eq!(rebalance(&s, &[2, 3], 1).len(), 1, "batches are bounded");
+    }
+
+    #[test]
+    fn bytes_in_are_evened_out_by_a_swap_that_keeps_counts() {
+        let s = state(&[1, 1, 2, 2], &[1, 2]);
+        let mut rates = Rates::default();
+        // Broker 1 takes nearly all bytes in.
+        rates.observe(0, 80 << 20);
+        rates.observe(1, 50 << 20);
+        rates.observe(2, 1 << 10);
+        rates.observe(3, 2 << 10);
+        let moves = rebalance_by_rate(&s, &[1, 2], &rates, &Default::default());
+        assert_eq!(moves.len(), 2, "{moves:?}");
+        let out = moves.iter().find(|(_, to)| *to == 2).expect("a busy stream leaves broker 1");
+        let back =
+            moves.iter().find(|(_, to)| *to == 1).expect("an idle one comes back, so counts stay even");
+        assert!([0, 1].contains(&out.0) && [2, 3].contains(&back.0), "{moves:?}");
+        let settled = [0u64, 1].into_iter().collect();
+        assert!(rebalance_by_rate(&s, &[1, 2], &rates, &settled).is_empty(), "recently moved streams stay");
+        let even = Rates::default();
+        assert!(rebalance_by_rate(&s, &[1, 2], &even, &Default::default()).is_empty());
     }
 
     #[test]

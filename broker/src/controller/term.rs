@@ -21,10 +21,14 @@ use tonic::Status;
 use super::{placement, ControllerSettings, DRIFT, MARGIN};
 use crate::proto::{self, admin_request::Op};
 
+/// Partitions of one topic, at most (the Kafka handlers allow 10,000).
+const MAX_PARTITIONS: u32 = 100_000;
 /// Producer ids handed out per request.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 /// Moves started per balancing round (a thousand partitions move in a few rounds).
 const MOVES_PER_ROUND: usize = 500;
+/// A stream moved for its bytes in is left where it is for this long.
+const RATE_PATIENCE: Duration = Duration::from_secs(60);
 /// A move whose owner has not released it by then is started again.
 const MOVE_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -43,6 +47,10 @@ pub struct Term {
     settings: ControllerSettings,
     live: Mutex<HashMap<i32, Liveness>>,
     moves_started: Mutex<HashMap<u64, Instant>>,
+    /// Bytes in per stream, from the commits this term saw.
+    rates: Arc<Mutex<placement::Rates>>,
+    /// When each stream last moved (for the bytes-in balancer's patience).
+    moved_at: Mutex<HashMap<u64, Instant>>,
     ended: AtomicBool,
     stop: watch::Sender<bool>,
 }
@@ -85,6 +93,8 @@ impl Term {
             settings,
             live: Mutex::new(live),
             moves_started: Mutex::new(HashMap::new()),
+            rates: Arc::default(),
+            moved_at: Mutex::new(HashMap::new()),
             ended: AtomicBool::new(false),
             stop,
         });
@@ -148,6 +158,25 @@ impl Term {
                 }
             }
         }
+        // A previous incarnation on another instance whose WAL a peer can
+        // still read: its acknowledged tail comes first, or a new disk would
+        // take the streams over at the committed end and reuse its offsets.
+        {
+            let state = self.state();
+            if let Some(prev) = state.brokers.get(&id) {
+                let unrecovered = prev.fenced && !prev.wal_recovered && state.streams_of(id).next().is_some();
+                let host = host_of(&prev.address.instance);
+                let reachable = state.eligible_brokers().iter().any(|b| {
+                    *b != id && state.brokers.get(b).is_some_and(|x| host_of(&x.address.instance) == host)
+                });
+                if unrecovered && prev.address.instance != req.instance && reachable {
+                    return Err(Status::unavailable(format!(
+                        "broker {id}'s previous incarnation ({}) has a WAL that a peer is recovering; registering once it is done",
+                        prev.address.instance
+                    )));
+                }
+            }
+        }
         let address = BrokerAddress {
             kafka_host: req.kafka_host.clone(),
             kafka_port: req.kafka_port,
@@ -173,8 +202,9 @@ impl Term {
                     .streams_of(id)
                     .map(|(stream, m)| Assignment { stream, owner: id, epoch: m.epoch + 1, producers: None })
                     .collect();
+                // (Its own are taken above, whatever became of its last incarnation.)
                 let orphans: Vec<u64> =
-                    s.streams.iter().filter(|(_, m)| m.owner.is_none()).map(|(sid, _)| *sid).collect();
+                    orphans(s).into_iter().filter(|sid| s.streams[sid].owner != Some(id)).collect();
                 let mut targets = eligible.clone();
                 if !targets.contains(&id) {
                     targets.push(id);
@@ -212,6 +242,16 @@ impl Term {
         let state = self.state();
         self.check_live(&state, req.broker_id, req.broker_epoch)?;
         let mut live = self.live.lock().expect("live lock");
+        // Too late: the fencing of this incarnation may already be on its way.
+        if live
+            .get(&req.broker_id)
+            .is_some_and(|l| l.epoch == req.broker_epoch && l.last_seen.elapsed() > self.broker_grace())
+        {
+            return Err(Status::failed_precondition(format!(
+                "broker {} epoch {}: its lease expired before this renewal arrived",
+                req.broker_id, req.broker_epoch
+            )));
+        }
         let l = live.entry(req.broker_id).or_insert_with(|| Liveness {
             epoch: req.broker_epoch,
             last_seen: Instant::now(),
@@ -232,6 +272,7 @@ impl Term {
     pub async fn commit(&self, req: proto::CommitRequest) -> Result<proto::CommitResponse, Status> {
         let refused = Arc::new(Mutex::new(Vec::new()));
         let refused_in = refused.clone();
+        let rates = self.rates.clone();
         let state = self
             .log
             .append_with(move |s| {
@@ -258,13 +299,22 @@ impl Term {
                     match s.check_range(req.broker_id, &req.key, &range) {
                         Ok(()) => ranges.push(range),
                         Err(e) => {
-                            let refusal = proto::RefusedStream { stream: r.stream, reason: e.to_string() };
+                            let refusal = proto::RefusedStream {
+                                stream: r.stream,
+                                reason: e.to_string(),
+                                fenced: matches!(e, StorageError::Fenced(_)),
+                                committed_end: s.streams.get(&r.stream).map_or(-1, |m| m.end_offset),
+                            };
                             refused_in.lock().expect("refused lock").push(refusal)
                         }
                     }
                 }
                 if ranges.is_empty() {
                     return Ok(Vec::new());
+                }
+                let mut rates = rates.lock().expect("rates lock");
+                for r in &ranges {
+                    rates.observe(r.stream, r.length);
                 }
                 let producers = req
                     .producers
@@ -476,6 +526,12 @@ impl Term {
     }
 
     async fn create_topic(&self, t: proto::CreateTopic) -> Result<Arc<MetaState>, Status> {
+        if t.partitions == 0 || t.partitions > MAX_PARTITIONS {
+            return Err(Status::invalid_argument(format!(
+                "{} partitions: between 1 and {MAX_PARTITIONS}",
+                t.partitions
+            )));
+        }
         let eligible = self.eligible(&self.state());
         if eligible.is_empty() {
             return Err(Status::unavailable("no live broker to own the new partitions"));
@@ -501,6 +557,12 @@ impl Term {
     }
 
     async fn add_partitions(&self, t: proto::AddPartitions) -> Result<Arc<MetaState>, Status> {
+        if t.total > MAX_PARTITIONS {
+            return Err(Status::invalid_argument(format!(
+                "{} partitions: at most {MAX_PARTITIONS}",
+                t.total
+            )));
+        }
         let eligible = self.eligible(&self.state());
         self.log
             .append_with(move |s| {
@@ -610,10 +672,13 @@ impl Term {
 
     fn note_moves_started(&self, state: &MetaState) {
         let mut started = self.moves_started.lock().expect("moves lock");
+        let mut moved_at = self.moved_at.lock().expect("moved lock");
         let now = Instant::now();
         for (id, s) in state.streams.iter() {
             if s.moving_to.is_some() {
                 started.entry(*id).or_insert(now);
+                // Operators' moves too: the bytes-in balancer leaves them be.
+                moved_at.entry(*id).or_insert(now);
             }
         }
     }
@@ -669,6 +734,9 @@ impl Term {
             if let Err(error) = self.start_recoveries().await {
                 tracing::warn!(%error, "starting WAL recoveries failed");
             }
+            if let Err(error) = self.assign_orphans().await {
+                tracing::warn!(%error, "assigning orphaned streams failed");
+            }
             if last_balance.elapsed() >= self.settings.balance_interval {
                 last_balance = Instant::now();
                 if let Err(error) = self.balance_once().await {
@@ -698,6 +766,27 @@ impl Term {
             self.log.append(vec![MetaRecord::BrokerFenced { broker_id, broker_epoch }]).await?;
             self.live.lock().expect("live lock").remove(&broker_id);
         }
+        Ok(())
+    }
+
+    /// Streams left without a live owner and without a WAL to wait for (all
+    /// brokers stopped at once, say) go to the live brokers as they appear.
+    async fn assign_orphans(&self) -> Result<(), StorageError> {
+        let state = self.state();
+        let eligible = self.eligible(&state);
+        if eligible.is_empty() || orphans(&state).is_empty() {
+            return Ok(());
+        }
+        self.log
+            .append_with(move |s| {
+                let assignments = placement::spread(s, &orphans(s), &eligible);
+                Ok(if assignments.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![MetaRecord::StreamsAssigned { assignments }]
+                })
+            })
+            .await?;
         Ok(())
     }
 
@@ -763,6 +852,20 @@ impl Term {
                 .collect()
         };
         let mut moves = placement::rebalance(&state, &eligible, MOVES_PER_ROUND);
+        if moves.is_empty() {
+            // Counts are even: look at bytes in, leaving lately moved streams be.
+            let settled = {
+                let mut moved_at = self.moved_at.lock().expect("moved lock");
+                moved_at.retain(|_, at| at.elapsed() < RATE_PATIENCE);
+                moved_at.keys().copied().collect()
+            };
+            moves = placement::rebalance_by_rate(
+                &state,
+                &eligible,
+                &self.rates.lock().expect("rates lock"),
+                &settled,
+            );
+        }
         for (stream, to) in stalled {
             let owner_live = state.streams[&stream].owner.is_some_and(|o| state.live_broker(o).is_some());
             if !owner_live {
@@ -816,6 +919,19 @@ fn encode_entry(seq: u64, entry: &LogEntry) -> proto::WatchEvent {
     proto::WatchEvent { seq, entry: serde_json::to_vec(entry).expect("entries serialize"), reload: false }
 }
 
+/// Streams nobody can serve until they are assigned: never assigned, or left
+/// with a fenced broker whose WAL is known to be committed.
+fn orphans(s: &MetaState) -> Vec<u64> {
+    s.streams
+        .iter()
+        .filter(|(_, m)| match m.owner {
+            None => true,
+            Some(o) => s.brokers.get(&o).is_some_and(|b| b.fenced && b.wal_recovered),
+        })
+        .map(|(id, _)| *id)
+        .collect()
+}
+
 /// The host part of a broker instance (`host:wal-dir`).
 pub fn host_of(instance: &str) -> &str {
     instance.split_once(':').map_or("", |(h, _)| h)
@@ -830,6 +946,8 @@ pub fn wal_dir_of(instance: &str) -> &str {
 pub fn status(e: StorageError) -> Status {
     match e {
         StorageError::Fenced(m) => Status::failed_precondition(m),
+        // The caller looks the new controller up and asks again.
+        StorageError::Deposed(m) => Status::unavailable(m),
         StorageError::TopicExists(t) => Status::already_exists(format!("topic {t} already exists")),
         StorageError::UnknownTopic(t) => Status::not_found(format!("topic {t} does not exist")),
         StorageError::UnknownStream(s) => Status::not_found(format!("stream {s} does not exist")),

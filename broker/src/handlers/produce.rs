@@ -30,8 +30,12 @@ enum Outcome {
         base_offset: i64,
         log_start: i64,
     },
-    Ok {
+    /// A retry of a batch already written at `base_offset`: acknowledged
+    /// once the original is durable.
+    Duplicate {
+        stream: u64,
         base_offset: i64,
+        last_offset: i64,
         log_start: i64,
     },
     Pending {
@@ -115,6 +119,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
             );
         }
     }
+    let store = broker.store.clone();
     Reply::Later(Box::pin(async move {
         let mut responses = Vec::with_capacity(topics.len());
         for (name, partitions) in topics {
@@ -145,8 +150,14 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                         .with_error_message(message.map(StrBytes::from_string))
                         .with_base_offset(base_offset)
                         .with_log_start_offset(log_start),
-                    Outcome::Ok { base_offset, log_start } => {
-                        r.with_base_offset(base_offset).with_log_start_offset(log_start)
+                    Outcome::Duplicate { stream, base_offset, last_offset, log_start } => {
+                        match store.wait_durable(stream, last_offset).await {
+                            Ok(()) => r.with_base_offset(base_offset).with_log_start_offset(log_start),
+                            Err(error) => r
+                                .with_error_code(storage_error_code(&error).code())
+                                .with_error_message(Some(StrBytes::from_string(error.to_string())))
+                                .with_base_offset(-1),
+                        }
                     }
                     Outcome::Pending { appended, log_start } => match appended.durable().await {
                         Ok(base_offset) => r.with_base_offset(base_offset).with_log_start_offset(log_start),
@@ -215,8 +226,9 @@ fn append(broker: &Broker, topic: &floe_storage::TopicMeta, stream: u64, records
         return match (verdict, appended) {
             (Ok(SequenceCheck::Append), Some(appended)) => Outcome::Pending { appended, log_start },
             (Ok(SequenceCheck::Duplicate(base_offset)), _) => {
-                tracing::debug!(stream, base_offset, "duplicate idempotent batch acknowledged");
-                Outcome::Ok { base_offset, log_start }
+                tracing::debug!(stream, base_offset, "duplicate idempotent batch");
+                let last_offset = base_offset + i64::from(batch.record_count()) - 1;
+                Outcome::Duplicate { stream, base_offset, last_offset, log_start }
             }
             (Ok(SequenceCheck::Reject(error)), _) => failed(error, None),
             (Ok(SequenceCheck::Append), None) => failed(ResponseError::UnknownServerError, None),

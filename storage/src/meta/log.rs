@@ -126,6 +126,7 @@ struct Proposal {
 fn copy_error(e: &StorageError) -> StorageError {
     match e {
         StorageError::Fenced(m) => StorageError::Fenced(m.clone()),
+        StorageError::Deposed(m) => StorageError::Deposed(m.clone()),
         e if e.is_retriable() => StorageError::Unavailable(e.to_string()),
         e => StorageError::Invalid(e.to_string()),
     }
@@ -148,7 +149,7 @@ pub struct MetadataLog {
 
 impl MetadataLog {
     /// Loads the log to its end and writes this term's `ControllerElected`.
-    /// Fails with `Fenced` if a newer term already wrote.
+    /// Fails with `Deposed` if a newer term already wrote.
     pub async fn open(bucket: Bucket, writer_id: i32, term: u64, lease: Arc<dyn WriteLease>) -> Result<Self> {
         let state = load(&bucket).await?;
         let (seq_tx, _) = watch::channel(state.seq);
@@ -169,12 +170,15 @@ impl MetadataLog {
         // read them and try again (bounded: each round adopts at least one).
         for _ in 0..100 {
             match this.append(vec![MetaRecord::ControllerElected { broker_id: writer_id, term }]).await {
-                Err(StorageError::Fenced(_)) if !this.is_deposed_by_newer_term().await? => {
+                Err(StorageError::Deposed(_) | StorageError::Fenced(_))
+                    if !this.is_deposed_by_newer_term().await? =>
+                {
                     this.deposed.store(false, Ordering::Release);
                     let mut w = this.writer.lock().await;
                     catch_up(&this.bucket, &mut w).await?;
                     *this.current.write().expect("meta lock") = Arc::new(w.clone());
                 }
+                Err(StorageError::Fenced(m)) => return Err(StorageError::Deposed(m)),
                 Err(e) => return Err(e),
                 Ok(_) => {
                     tracing::info!(term, seq = this.state().seq, "metadata log open for writing");
@@ -182,7 +186,7 @@ impl MetadataLog {
                 }
             }
         }
-        Err(StorageError::Fenced("could not reach the end of the metadata log".into()))
+        Err(StorageError::Deposed("could not reach the end of the metadata log".into()))
     }
 
     async fn is_deposed_by_newer_term(&self) -> Result<bool> {
@@ -243,13 +247,13 @@ impl MetadataLog {
     ///
     /// The append counts only if its PUT returned before the writer's lease
     /// ran out: after that, another controller may have taken over and even
-    /// deleted old entry numbers, so the result is reported as `Fenced`.
+    /// deleted old entry numbers, so the result is reported as `Deposed`.
     pub async fn append_with<F>(&self, make: F) -> Result<Arc<MetaState>>
     where
         F: FnOnce(&MetaState) -> Result<Vec<MetaRecord>> + Send + 'static,
     {
         if self.is_deposed() {
-            return Err(StorageError::Fenced(format!("controller term {} was deposed", self.term)));
+            return Err(StorageError::Deposed(format!("controller term {} was deposed", self.term)));
         }
         let (done, mut result) = oneshot::channel();
         self.proposals.lock().expect("meta lock").push(Proposal { make: Box::new(make), done });
@@ -298,12 +302,12 @@ impl MetadataLog {
         let entry =
             LogEntry { format: FORMAT, writer: self.writer_id, term: self.term, nonce: nonce(), records };
         let written = if Instant::now() >= self.lease.valid_until() {
-            Err(StorageError::Fenced(format!("controller lease of term {} ran out", self.term)))
+            Err(StorageError::Deposed(format!("controller lease of term {} ran out", self.term)))
         } else {
             match self.put_entry(next.seq, &entry).await {
                 Ok(()) if Instant::now() >= self.lease.valid_until() => {
                     self.deposed.store(true, Ordering::Release);
-                    Err(StorageError::Fenced(format!(
+                    Err(StorageError::Deposed(format!(
                         "controller lease of term {} ran out during the append",
                         self.term
                     )))
@@ -359,7 +363,7 @@ impl MetadataLog {
                 }
                 Ok(Some(found)) => {
                     self.deposed.store(true, Ordering::Release);
-                    return Err(StorageError::Fenced(format!(
+                    return Err(StorageError::Deposed(format!(
                         "metadata entry {seq} was written by broker {} in term {}",
                         found.writer, found.term
                     )));

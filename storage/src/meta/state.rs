@@ -198,6 +198,10 @@ impl MetaState {
                 }
             }
             MetaRecord::StreamsAssigned { assignments } => {
+                let mut seen = std::collections::HashSet::new();
+                if !assignments.iter().all(|a| seen.insert(a.stream)) {
+                    return Err(StorageError::Invalid("a stream is assigned twice in one record".into()));
+                }
                 for Assignment { stream, owner, epoch, .. } in assignments {
                     let Some(s) = self.streams.get(stream) else {
                         return Err(StorageError::UnknownStream(*stream));
