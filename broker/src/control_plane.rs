@@ -153,16 +153,11 @@ impl ControlPlane {
     }
 
     pub async fn commit(&self, req: proto::CommitRequest) -> Result<proto::CommitResponse, Status> {
-        self.call(
+        self.unary(
+            req,
             Duration::from_secs(10),
-            |t| {
-                let r = req.clone();
-                async move { t.commit(r).await }
-            },
-            |mut c| {
-                let r = req.clone();
-                async move { c.commit_object(request(r)).await }
-            },
+            |t, r| async move { t.commit(r).await },
+            |mut c, r| async move { c.commit_object(request(r)).await },
         )
         .await
     }
@@ -171,31 +166,21 @@ impl ControlPlane {
         &self,
         req: proto::AllocateProducerIdsRequest,
     ) -> Result<proto::AllocateProducerIdsResponse, Status> {
-        self.call(
+        self.unary(
+            req,
             Duration::from_secs(10),
-            |t| {
-                let r = req;
-                async move { t.allocate_producer_ids(r).await }
-            },
-            |mut c| {
-                let r = req;
-                async move { c.allocate_producer_ids(request(r)).await }
-            },
+            |t, r| async move { t.allocate_producer_ids(r).await },
+            |mut c, r| async move { c.allocate_producer_ids(request(r)).await },
         )
         .await
     }
 
     pub async fn release(&self, req: proto::ReleaseRequest) -> Result<proto::ReleaseResponse, Status> {
-        self.call(
+        self.unary(
+            req,
             Duration::from_secs(10),
-            |t| {
-                let r = req.clone();
-                async move { t.release(r).await }
-            },
-            |mut c| {
-                let r = req.clone();
-                async move { c.release(request(r)).await }
-            },
+            |t, r| async move { t.release(r).await },
+            |mut c, r| async move { c.release(request(r)).await },
         )
         .await
     }
@@ -204,10 +189,11 @@ impl ControlPlane {
         &self,
         req: proto::UnregisterRequest,
     ) -> Result<proto::UnregisterResponse, Status> {
-        self.call(
+        self.unary(
+            req,
             Duration::from_secs(5),
-            |t| async move { t.unregister(req).await },
-            |mut c| async move { c.unregister(request(req)).await },
+            |t, r| async move { t.unregister(r).await },
+            |mut c, r| async move { c.unregister(request(r)).await },
         )
         .await
     }
@@ -216,16 +202,11 @@ impl ControlPlane {
         &self,
         req: proto::WalRecoveryRequest,
     ) -> Result<proto::WalRecoveryResponse, Status> {
-        self.call(
+        self.unary(
+            req,
             Duration::from_secs(10),
-            |t| {
-                let r = req.clone();
-                async move { t.complete_wal_recovery(r).await }
-            },
-            |mut c| {
-                let r = req.clone();
-                async move { c.complete_wal_recovery(request(r)).await }
-            },
+            |t, r| async move { t.complete_wal_recovery(r).await },
+            |mut c, r| async move { c.complete_wal_recovery(request(r)).await },
         )
         .await
     }
@@ -235,18 +216,32 @@ impl ControlPlane {
         req: proto::AdminRequest,
         budget: Duration,
     ) -> Result<proto::AdminResponse, Status> {
-        self.call(
+        self.unary(
+            req,
             budget,
-            |t| {
-                let r = req.clone();
-                async move { t.admin(r).await }
-            },
-            |mut c| {
-                let r = req.clone();
-                async move { c.admin(request(r)).await }
-            },
+            |t, r| async move { t.admin(r).await },
+            |mut c, r| async move { c.admin(request(r)).await },
         )
         .await
+    }
+
+    /// One request, sent (again, on retriable failures) as a local call or
+    /// over gRPC, whichever reaches the controller.
+    async fn unary<Q, T, L, LF, R, RF>(
+        &self,
+        req: Q,
+        budget: Duration,
+        local: L,
+        remote: R,
+    ) -> Result<T, Status>
+    where
+        Q: Clone,
+        L: Fn(Arc<Term>, Q) -> LF,
+        LF: Future<Output = Result<T, Status>>,
+        R: Fn(ControllerClient<Channel>, Q) -> RF,
+        RF: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call(budget, |t| local(t, req.clone()), |c| remote(c, req.clone())).await
     }
 
     /// Metadata entries after `after`, as they are written.

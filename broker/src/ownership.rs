@@ -40,19 +40,7 @@ impl Committer for ControllerCommitter {
                 broker_epoch: self.broker_epoch,
                 key: commit.key,
                 size: commit.size,
-                ranges: commit
-                    .ranges
-                    .iter()
-                    .map(|r| proto::Range {
-                        stream: r.stream,
-                        epoch: r.epoch,
-                        start_offset: r.start_offset,
-                        end_offset: r.end_offset,
-                        position: r.position,
-                        length: r.length,
-                        max_timestamp: r.max_timestamp,
-                    })
-                    .collect(),
+                ranges: commit.ranges.iter().map(proto::Range::from).collect(),
                 producers,
             };
             let resp = self.control.commit(req).await.map_err(|s| storage_error(&s))?;

@@ -122,18 +122,7 @@ async fn recover_once(
         broker_id: dead,
         broker_epoch: dead_epoch,
         key,
-        ranges: ranges
-            .iter()
-            .map(|r| proto::Range {
-                stream: r.stream,
-                epoch: r.epoch,
-                start_offset: r.start_offset,
-                end_offset: r.end_offset,
-                position: r.position,
-                length: r.length,
-                max_timestamp: r.max_timestamp,
-            })
-            .collect(),
+        ranges: ranges.iter().map(proto::Range::from).collect(),
         producers: snapshots,
     };
     let resp = broker.member.control.complete_wal_recovery(req).await.map_err(|s| storage_error(&s))?;

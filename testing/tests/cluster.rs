@@ -28,6 +28,47 @@ async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
 }
 
+/// A cluster of `brokers` with `topic` of `partitions` partitions, spread
+/// evenly (each broker owns at least its share, rounded down).
+async fn spread_cluster(name: &str, brokers: i32, upload_ms: &str, topic: &str, partitions: i32) -> Cluster {
+    let c = Cluster::start(name, brokers, &["--upload-interval-ms", upload_ms]).unwrap();
+    create_topic(&c.bootstrap(), topic, partitions).await;
+    let share = (partitions / brokers) as u32;
+    c.wait_for("partitions spread", WAIT, |s| {
+        s.moving == 0
+            && s.live_partitions().len() == brokers as usize
+            && s.live_partitions().values().all(|n| *n >= share)
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}
+{}",
+            c.logs()
+        )
+    });
+    c
+}
+
+/// Every acknowledged record is read back, unchanged, and no key twice.
+fn check_once(acked: &Log, read: &Log, c: &Cluster) {
+    let problems = missing_or_changed(acked, read);
+    assert!(
+        problems.is_empty(),
+        "{} of {} acked records lost: {:?}\n{}",
+        problems.len(),
+        acked.len(),
+        &problems[..problems.len().min(5)],
+        c.logs()
+    );
+    let dups = duplicate_keys(read);
+    assert!(
+        dups.is_empty(),
+        "{} duplicates with idempotence on: {:?}",
+        dups.len(),
+        &dups[..dups.len().min(5)]
+    );
+}
+
 /// Leader of each partition, as a client's metadata says.
 fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
     let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
@@ -163,21 +204,7 @@ async fn partitions_move_drain_and_rebalance_under_idempotent_load() {
     let (acked, failed) = load.await.unwrap();
     assert_eq!(failed, 0, "records the producer gave up on (only retriable errors are allowed)");
     let read = consume_to_end(&c.bootstrap(), topic, 6, WAIT).unwrap();
-    let problems = missing_or_changed(&acked, &read);
-    assert!(
-        problems.is_empty(),
-        "{} of {} acked records lost: {:?}",
-        problems.len(),
-        acked.len(),
-        &problems[..problems.len().min(5)]
-    );
-    let dups = duplicate_keys(&read);
-    assert!(
-        dups.is_empty(),
-        "{} duplicates with idempotence on: {:?}",
-        dups.len(),
-        &dups[..dups.len().min(5)]
-    );
+    check_once(&acked, &read, &c);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,11 +241,8 @@ async fn a_store_without_atomic_conditional_writes_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_paused_past_its_lease_acknowledges_nothing_and_loses_nothing() {
-    let mut c = Cluster::start("paused", 2, &["--upload-interval-ms", "200"]).unwrap();
     let topic = "paused";
-    create_topic(&c.bootstrap(), topic, 4).await;
-    c.wait_for("partitions spread", WAIT, |s| s.moving == 0 && s.live_partitions().values().all(|n| *n == 2))
-        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let mut c = spread_cluster("paused", 2, "200", topic, 4).await;
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(AtomicUsize::new(0));
     let load = tokio::spawn(produce_until(c.bootstrap(), topic, stop.clone(), acks.clone()));
@@ -241,15 +265,7 @@ async fn a_broker_paused_past_its_lease_acknowledges_nothing_and_loses_nothing()
     let (acked, failed) = load.await.unwrap();
     assert_eq!(failed, 0);
     let read = consume_to_end(&c.bootstrap(), topic, 4, WAIT).unwrap();
-    let problems = missing_or_changed(&acked, &read);
-    assert!(
-        problems.is_empty(),
-        "{} of {} acked records lost: {:?}",
-        problems.len(),
-        acked.len(),
-        &problems[..problems.len().min(5)]
-    );
-    assert!(duplicate_keys(&read).is_empty());
+    check_once(&acked, &read, &c);
 }
 
 /// Runs the load through `f`, then checks that every acknowledged record is
@@ -271,31 +287,13 @@ async fn under_load(
     let (acked, failed) = load.await.unwrap();
     assert_eq!(failed, 0, "records the producer gave up on\n{}", c.logs());
     let read = consume_to_end(&c.bootstrap(), topic, partitions, WAIT).unwrap();
-    let problems = missing_or_changed(&acked, &read);
-    assert!(
-        problems.is_empty(),
-        "{} of {} acked records lost: {:?}\n{}",
-        problems.len(),
-        acked.len(),
-        &problems[..problems.len().min(5)],
-        c.logs()
-    );
-    let dups = duplicate_keys(&read);
-    assert!(
-        dups.is_empty(),
-        "{} duplicates with idempotence on: {:?}",
-        dups.len(),
-        &dups[..dups.len().min(5)]
-    );
+    check_once(&acked, &read, c);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_brokers_wal_is_recovered_by_a_peer_and_its_partitions_served_elsewhere() {
-    let mut c = Cluster::start("killed", 3, &["--upload-interval-ms", "1000"]).unwrap();
     let topic = "killed";
-    create_topic(&c.bootstrap(), topic, 6).await;
-    c.wait_for("partitions spread", WAIT, |s| s.moving == 0 && s.live_partitions().values().all(|n| *n >= 2))
-        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let mut c = spread_cluster("killed", 3, "1000", topic, 6).await;
     under_load(&mut c, topic, 6, async |c, acks| {
         // Not the controller: that case has its own test.
         let controller = c.status().unwrap().controller;
@@ -318,11 +316,8 @@ async fn a_killed_brokers_wal_is_recovered_by_a_peer_and_its_partitions_served_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_killed_in_the_middle_of_a_move_loses_nothing() {
-    let mut c = Cluster::start("controller-killed", 3, &["--upload-interval-ms", "200"]).unwrap();
     let topic = "ctl";
-    create_topic(&c.bootstrap(), topic, 6).await;
-    c.wait_for("partitions spread", WAIT, |s| s.moving == 0 && s.live_partitions().values().all(|n| *n >= 2))
-        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let mut c = spread_cluster("controller-killed", 3, "200", topic, 6).await;
     under_load(&mut c, topic, 6, async |c, _| {
         let controller = c.status().unwrap().controller;
         let owners = leaders(&c.bootstrap(), topic);
@@ -344,11 +339,8 @@ async fn the_controller_killed_in_the_middle_of_a_move_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_brokers_killed_and_restarted_at_once_keep_every_record_and_spread_out() {
-    let mut c = Cluster::start("all-restart", 3, &["--upload-interval-ms", "1000"]).unwrap();
     let topic = "restart";
-    create_topic(&c.bootstrap(), topic, 6).await;
-    c.wait_for("partitions spread", WAIT, |s| s.moving == 0 && s.live_partitions().values().all(|n| *n >= 2))
-        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let mut c = spread_cluster("all-restart", 3, "1000", topic, 6).await;
     under_load(&mut c, topic, 6, async |c, _| {
         for id in 0..3 {
             c.broker(id).kill();
@@ -370,13 +362,8 @@ async fn all_brokers_killed_and_restarted_at_once_keep_every_record_and_spread_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_partitions_swap_between_two_brokers_at_once() {
-    let mut c = Cluster::start("swap", 2, &["--upload-interval-ms", "200"]).unwrap();
     let topic = "swap";
-    create_topic(&c.bootstrap(), topic, 40).await;
-    c.wait_for("partitions spread", WAIT, |s| {
-        s.moving == 0 && s.live_partitions().values().all(|n| *n >= 20)
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let mut c = spread_cluster("swap", 2, "200", topic, 40).await;
     under_load(&mut c, topic, 40, async |c, _| {
         let before = leaders(&c.bootstrap(), topic);
         for (p, owner) in before.iter().enumerate() {
@@ -396,11 +383,8 @@ async fn many_partitions_swap_between_two_brokers_at_once() {
 async fn a_consumer_group_follows_its_partitions_and_coordinator_across_moves() {
     use floe_testing::clients::ClientMember;
     use floe_testing::group::{committed_offsets, GroupMember};
-    let mut c = Cluster::start("group-moves", 3, &["--upload-interval-ms", "200"]).unwrap();
     let topic = "grouped";
-    create_topic(&c.bootstrap(), topic, 6).await;
-    c.wait_for("partitions spread", WAIT, |s| s.moving == 0 && s.live_partitions().values().all(|n| *n >= 2))
-        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let mut c = spread_cluster("group-moves", 3, "200", topic, 6).await;
     // Start the group at offset 0 everywhere, and forbid resets: a consumer
     // that got OFFSET_OUT_OF_RANGE because of a move would report an error
     // instead of silently skipping or replaying.

@@ -32,12 +32,20 @@ const RATE_PATIENCE: Duration = Duration::from_secs(60);
 /// A move whose owner has not released it by then is started again.
 const MOVE_PATIENCE: Duration = Duration::from_secs(30);
 
+/// A broker's lease as this controller sees it.
 struct Liveness {
     epoch: u64,
     last_seen: Instant,
     applied_seq: u64,
     pending_upload_bytes: u64,
     instance: String,
+}
+
+impl Liveness {
+    /// A full lease from now.
+    fn granted(epoch: u64, instance: String) -> Self {
+        Self { epoch, last_seen: Instant::now(), applied_seq: 0, pending_upload_bytes: 0, instance }
+    }
 }
 
 pub struct Term {
@@ -55,6 +63,8 @@ pub struct Term {
     stop: watch::Sender<bool>,
 }
 
+mod duties;
+
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEvent, Status>> + Send>>;
 
 impl Term {
@@ -68,22 +78,12 @@ impl Term {
         let log = MetadataLog::open(bucket, broker_id, number, lease.clone()).await?;
         // A new controller grants every live broker a full lease before it
         // declares any dead: it cannot know when they last renewed.
-        let now = Instant::now();
         let live = log
             .state()
             .brokers
             .iter()
             .filter(|(_, b)| !b.fenced)
-            .map(|(id, b)| {
-                let l = Liveness {
-                    epoch: b.epoch,
-                    last_seen: now,
-                    applied_seq: 0,
-                    pending_upload_bytes: 0,
-                    instance: b.address.instance.clone(),
-                };
-                (*id, l)
-            })
+            .map(|(id, b)| (*id, Liveness::granted(b.epoch, b.address.instance.clone())))
             .collect();
         let (stop, _) = watch::channel(false);
         let term = Arc::new(Self {
@@ -220,16 +220,7 @@ impl Term {
             .await
             .map_err(status)?;
         let broker_epoch = chosen.load(Ordering::Acquire);
-        self.live.lock().expect("live lock").insert(
-            id,
-            Liveness {
-                epoch: broker_epoch,
-                last_seen: Instant::now(),
-                applied_seq: 0,
-                pending_upload_bytes: 0,
-                instance: req.instance,
-            },
-        );
+        self.live.lock().expect("live lock").insert(id, Liveness::granted(broker_epoch, req.instance));
         tracing::info!(broker_id = id, broker_epoch, "broker registered");
         Ok(proto::RegisterResponse {
             broker_epoch,
@@ -252,13 +243,8 @@ impl Term {
                 req.broker_id, req.broker_epoch
             )));
         }
-        let l = live.entry(req.broker_id).or_insert_with(|| Liveness {
-            epoch: req.broker_epoch,
-            last_seen: Instant::now(),
-            applied_seq: 0,
-            pending_upload_bytes: 0,
-            instance: String::new(),
-        });
+        let l =
+            live.entry(req.broker_id).or_insert_with(|| Liveness::granted(req.broker_epoch, String::new()));
         l.epoch = req.broker_epoch;
         l.last_seen = Instant::now();
         l.applied_seq = req.applied_seq;
@@ -714,197 +700,10 @@ impl Term {
             unassigned: state.streams.values().filter(|s| s.owner.is_none()).count() as u32,
         }
     }
-
-    /// Background duties while the term lasts: fence brokers whose lease
-    /// surely ran out, restart stalled moves, even out the load.
-    async fn maintain(self: Arc<Self>) {
-        let mut stop = self.stop.subscribe();
-        let mut last_balance = Instant::now();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = stop.changed() => return,
-            }
-            if !self.is_valid() {
-                return;
-            }
-            if let Err(error) = self.fence_expired().await {
-                tracing::warn!(%error, "fencing expired brokers failed");
-            }
-            if let Err(error) = self.start_recoveries().await {
-                tracing::warn!(%error, "starting WAL recoveries failed");
-            }
-            if let Err(error) = self.assign_orphans().await {
-                tracing::warn!(%error, "assigning orphaned streams failed");
-            }
-            if last_balance.elapsed() >= self.settings.balance_interval {
-                last_balance = Instant::now();
-                if let Err(error) = self.balance_once().await {
-                    tracing::warn!(%error, "balancing failed");
-                }
-            }
-        }
-    }
-
-    async fn fence_expired(&self) -> Result<(), StorageError> {
-        let state = self.state();
-        let grace = self.broker_grace();
-        let expired: Vec<(i32, u64)> = {
-            let live = self.live.lock().expect("live lock");
-            state
-                .brokers
-                .iter()
-                .filter(|(id, b)| {
-                    !b.fenced
-                        && live.get(id).is_none_or(|l| l.epoch != b.epoch || l.last_seen.elapsed() > grace)
-                })
-                .map(|(id, b)| (*id, b.epoch))
-                .collect()
-        };
-        for (broker_id, broker_epoch) in expired {
-            tracing::warn!(broker_id, broker_epoch, "broker lease expired; fencing it");
-            self.log.append(vec![MetaRecord::BrokerFenced { broker_id, broker_epoch }]).await?;
-            self.live.lock().expect("live lock").remove(&broker_id);
-        }
-        Ok(())
-    }
-
-    /// Streams left without a live owner and without a WAL to wait for (all
-    /// brokers stopped at once, say) go to the live brokers as they appear.
-    async fn assign_orphans(&self) -> Result<(), StorageError> {
-        let state = self.state();
-        let eligible = self.eligible(&state);
-        if eligible.is_empty() || orphans(&state).is_empty() {
-            return Ok(());
-        }
-        self.log
-            .append_with(move |s| {
-                let assignments = placement::spread(s, &orphans(s), &eligible);
-                Ok(if assignments.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![MetaRecord::StreamsAssigned { assignments }]
-                })
-            })
-            .await?;
-        Ok(())
-    }
-
-    /// Names a recoverer for every fenced broker that still owns streams: a
-    /// live broker on the same host, which can open its WAL directory. With
-    /// none, the streams wait for the broker itself to come back.
-    async fn start_recoveries(&self) -> Result<(), StorageError> {
-        let state = self.state();
-        let eligible = self.eligible(&state);
-        let mut records = Vec::new();
-        for (id, b) in state.brokers.iter() {
-            if !b.fenced || b.wal_recovered || state.streams_of(*id).next().is_none() {
-                continue;
-            }
-            if b.recovery.is_some_and(|r| state.live_broker(r).is_some()) {
-                continue;
-            }
-            let host = host_of(&b.address.instance);
-            let recoverer = eligible.iter().copied().find(|y| {
-                state
-                    .brokers
-                    .get(y)
-                    .is_some_and(|yb| host_of(&yb.address.instance) == host && !host.is_empty())
-            });
-            match recoverer {
-                Some(recoverer) => {
-                    tracing::info!(broker_id = id, recoverer, "recovering a fenced broker's WAL on a peer");
-                    records.push(MetaRecord::WalRecoveryStarted {
-                        broker_id: *id,
-                        broker_epoch: b.epoch,
-                        recoverer,
-                    });
-                }
-                None => tracing::debug!(
-                    broker_id = id,
-                    "no live broker can reach the fenced broker's WAL; its streams wait"
-                ),
-            }
-        }
-        if !records.is_empty() {
-            self.log.append(records).await?;
-        }
-        Ok(())
-    }
-
-    /// Starts the moves that even the load out (and empty draining brokers),
-    /// and restarts moves that stalled. Streams of fenced brokers wait for
-    /// their owner to come back: its WAL holds their acknowledged tail.
-    async fn balance_once(&self) -> Result<(), StorageError> {
-        let state = self.state();
-        let eligible = self.eligible(&state);
-        let stalled: Vec<(u64, i32)> = {
-            let started = self.moves_started.lock().expect("moves lock");
-            state
-                .streams
-                .iter()
-                .filter_map(|(id, s)| {
-                    let to = s.moving_to?;
-                    let late = started.get(id).is_none_or(|t| t.elapsed() > MOVE_PATIENCE);
-                    let dest_gone = state.live_broker(to).is_none();
-                    (late || dest_gone).then_some((*id, to))
-                })
-                .collect()
-        };
-        let mut moves = placement::rebalance(&state, &eligible, MOVES_PER_ROUND);
-        if moves.is_empty() {
-            // Counts are even: look at bytes in, leaving lately moved streams be.
-            let settled = {
-                let mut moved_at = self.moved_at.lock().expect("moved lock");
-                moved_at.retain(|_, at| at.elapsed() < RATE_PATIENCE);
-                moved_at.keys().copied().collect()
-            };
-            moves = placement::rebalance_by_rate(
-                &state,
-                &eligible,
-                &self.rates.lock().expect("rates lock"),
-                &settled,
-            );
-        }
-        for (stream, to) in stalled {
-            let owner_live = state.streams[&stream].owner.is_some_and(|o| state.live_broker(o).is_some());
-            if !owner_live {
-                continue;
-            }
-            let to = if state.live_broker(to).is_some() {
-                to
-            } else {
-                match placement::spread(&state, &[stream], &eligible).first() {
-                    Some(a) => a.owner,
-                    None => continue,
-                }
-            };
-            self.moves_started.lock().expect("moves lock").insert(stream, Instant::now());
-            moves.push((stream, to));
-        }
-        moves.retain(|(stream, _)| {
-            state.streams[stream].owner.is_some_and(|o| state.live_broker(o).is_some())
-        });
-        if moves.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(moves = moves.len(), "starting partition moves");
-        let state = self.log.append(vec![MetaRecord::MovesStarted { moves }]).await?;
-        self.note_moves_started(&state);
-        Ok(())
-    }
 }
 
 fn range_of(r: &proto::Range) -> ObjectRange {
-    ObjectRange {
-        stream: r.stream,
-        epoch: r.epoch,
-        start_offset: r.start_offset,
-        end_offset: r.end_offset,
-        position: r.position,
-        length: r.length,
-        max_timestamp: r.max_timestamp,
-    }
+    ObjectRange::from(r)
 }
 
 fn snapshot(p: &proto::StreamProducer) -> ProducerSnapshot {
