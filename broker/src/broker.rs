@@ -105,7 +105,8 @@ impl Broker {
         let state = self.member.state();
         let meta = state.streams.get(&stream)?;
         let epoch = meta.epoch as i32;
-        let leader = meta.owner.unwrap_or(state.controller.max(0));
+        // As Metadata names it: a moving partition's destination.
+        let leader = meta.moving_to.or(meta.owner).unwrap_or(state.controller.max(0));
         if leader == self.broker_id() && meta.moving_to.is_none() && self.store.serves(stream) {
             Some(Partition::Local { stream, epoch })
         } else {

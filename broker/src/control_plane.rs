@@ -89,8 +89,9 @@ impl ControlPlane {
 
     async fn call<T, L, LF, R, RF>(&self, budget: Duration, local: L, remote: R) -> Result<T, Status>
     where
+        T: Send + 'static,
         L: Fn(Arc<Term>) -> LF,
-        LF: Future<Output = Result<T, Status>>,
+        LF: Future<Output = Result<T, Status>> + Send + 'static,
         R: Fn(ControllerClient<Channel>) -> RF,
         RF: Future<Output = Result<tonic::Response<T>, Status>>,
     {
@@ -98,7 +99,7 @@ impl ControlPlane {
         let mut backoff = Duration::from_millis(25);
         loop {
             let result = match self.target().await {
-                Ok(Target::Local(term)) => local(term).await,
+                Ok(Target::Local(term)) => crate::controller::to_the_end(local(term)).await,
                 Ok(Target::Remote(client)) => remote(client).await.map(tonic::Response::into_inner),
                 Err(s) => Err(s),
             };
@@ -236,8 +237,9 @@ impl ControlPlane {
     ) -> Result<T, Status>
     where
         Q: Clone,
+        T: Send + 'static,
         L: Fn(Arc<Term>, Q) -> LF,
-        LF: Future<Output = Result<T, Status>>,
+        LF: Future<Output = Result<T, Status>> + Send + 'static,
         R: Fn(ControllerClient<Channel>, Q) -> RF,
         RF: Future<Output = Result<tonic::Response<T>, Status>>,
     {

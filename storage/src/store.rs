@@ -344,18 +344,23 @@ impl StreamStore {
             st.sealed = true;
             st.next_offset
         };
-        // Bounded: each round either uploads or waits on the WAL, and the
-        // caller gives up a move that takes too long.
+        // Bounded: each round either uploads or waits (up to 50 ms) on the
+        // WAL, and the caller gives up a move that takes too long.
+        let mut durable = self.inner.wal.watch_durable();
         for _ in 0..200 {
-            if stream.high_watermark() < end {
-                let mut durable = self.inner.wal.watch_durable();
-                let _ = tokio::time::timeout(std::time::Duration::from_millis(50), durable.changed()).await;
-                continue;
+            // Seen before looking, so that a change after the look ends the wait below.
+            durable.borrow_and_update();
+            if stream.high_watermark() >= end {
+                if stream.lock().uploaded_end >= end {
+                    return Ok(end);
+                }
+                if crate::uploader::upload_once(&self.inner).await? {
+                    continue;
+                }
+                // Nothing went up: the WAL marks a stream durable a moment
+                // before it publishes the durable LSN the upload cuts at.
             }
-            if stream.lock().uploaded_end >= end {
-                return Ok(end);
-            }
-            crate::uploader::upload_once(&self.inner).await?;
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), durable.changed()).await;
         }
         Err(StorageError::Unavailable(format!("stream {id}: its tail could not be committed")))
     }

@@ -17,6 +17,8 @@ pub struct BrokerRow {
     pub epoch: u64,
     pub state: String,
     pub partitions: u32,
+    /// Acknowledged bytes waiting for upload, as of its last heartbeat.
+    pub upload_lag_bytes: u64,
 }
 
 /// What `floe cluster status` printed.
@@ -57,6 +59,7 @@ impl Status {
                 epoch: w[1].parse()?,
                 state: w[2].to_string(),
                 partitions: w[4].parse()?,
+                upload_lag_bytes: w.get(6).map_or(Ok(0), |v| v.parse())?,
             };
             status.brokers.insert(row.id, row);
         }
@@ -70,18 +73,33 @@ pub struct Cluster {
     pub store: ObjectStore,
     pub scratch: tempfile::TempDir,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
     /// Starts brokers 0..n on a fresh bucket prefix, one after another.
     pub fn start(name: &str, n: i32, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(name, None, n, extra, &[])
+    }
+
+    /// Like [`Cluster::start`], on `store` (None: a fresh prefix or
+    /// directory), with extra environment variables for every broker and
+    /// every `floe cluster` command (e.g. `AWS_ENDPOINT_URL` of a latency proxy).
+    pub fn start_with_env(
+        name: &str,
+        store: Option<ObjectStore>,
+        n: i32,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let scratch = tempfile::Builder::new().prefix(&format!("floe-{name}-")).tempdir()?;
-        let store = ObjectStore::fresh(name, scratch.path());
+        let store = store.unwrap_or_else(|| ObjectStore::fresh(name, scratch.path()));
         let mut c = Self {
             brokers: BTreeMap::new(),
             store,
             scratch,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         for id in 0..n {
             c.add_broker(id)?;
@@ -98,7 +116,8 @@ impl Cluster {
         let mut args: Vec<String> = vec!["--broker-id".into(), id.to_string()];
         args.extend(self.extra.iter().cloned());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let b = BrokerProcess::start(&self.data_dir(id), &self.store, &refs)?;
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let b = BrokerProcess::start_with_env(&self.data_dir(id), &self.store, &refs, &env)?;
         self.brokers.insert(id, b);
         Ok(())
     }
@@ -126,6 +145,7 @@ impl Cluster {
             .arg(&self.store.url)
             .arg("--data-dir")
             .arg(self.scratch.path().join("cli"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("FLOE_LOG", "warn")
             .output()?;
         if !out.status.success() {

@@ -255,3 +255,103 @@ fn compare_runs_every_scenario_against_floe_and_the_peer() {
         assert!(out.join(picture).exists(), "{picture} was not written");
     }
 }
+
+/// cluster: every part briefly (a 1 MB history moved twice, one failover,
+/// a new broker, 20 partitions drained, throughput with 1 and 2 brokers).
+/// The report has every part and its figures are consistent with each
+/// other; the table has a row per part with its goal; the pictures are
+/// written. No timing is asserted: the goals are in docs/benchmarks.md.
+#[test]
+fn cluster_reports_every_part() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run the tests with `bash testing/run-tests.sh`");
+    let bucket = std::env::var("FLOE_TEST_BUCKET").expect("FLOE_TEST_BUCKET");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let json = dir.path().join("cluster.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_floe-bench"))
+        .args(["--json", json.to_str().unwrap(), "cluster", "--s3", "local", "--upstream"])
+        .arg(endpoint.trim_start_matches("http://"))
+        .args(["--bucket", &bucket, "--history-mb", "1", "--moves", "2", "--rate", "500"])
+        .args(["--failovers", "1", "--drain-partitions", "20", "--throughput-brokers", "1,2"])
+        .args(["--throughput-partitions", "2", "--duration-secs", "1"])
+        // Shorter leases: the failover waits for one to run out.
+        .args(["--broker-arg=--broker-lease-ms=1000", "--broker-arg=--controller-lease-ms=1000"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run floe-bench cluster");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["scenario"], "cluster");
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
+
+    let moves = r["moves"].as_array().unwrap();
+    assert_eq!(moves.len(), 1, "one run per history size: {r}");
+    let m = &moves[0];
+    let samples = m["moves"].as_array().unwrap();
+    assert_eq!(samples.len() as u64 + m["timeouts"].as_u64().unwrap(), 2, "{m}");
+    assert_eq!(m["window"]["n"].as_u64().unwrap(), samples.len() as u64);
+    assert_eq!(m["failed"].as_u64(), Some(0), "{m}");
+    assert!(m["history_records"].as_u64().unwrap() >= 1024, "1 MB of 1 KiB records: {m}");
+    for s in samples {
+        assert_ne!(s["from"], s["to"]);
+        assert!(0.0 < f(s, "cli_ms") && f(s, "cli_ms") <= f(s, "window_ms"), "{s}");
+        assert!(f(s, "serving_at_ms") <= f(s, "window_ms"), "the new owner serves before it acks: {s}");
+        assert!(f(s, "max_ack_gap_ms") > 0.0 && f(s, "max_ack_latency_ms") > 0.0, "{s}");
+    }
+    for (a, b) in samples.iter().zip(samples.iter().skip(1)) {
+        assert_eq!(a["to"], b["from"], "moves go back and forth");
+    }
+
+    let fo = &r["failover"];
+    let runs = fo["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{fo}");
+    let x = &runs[0];
+    assert_ne!(x["victim"], x["controller"], "the controller is not the one killed: {x}");
+    assert_ne!(x["victim"], x["new_owner"]);
+    assert!(0.0 < f(x, "serving_ms") && f(x, "serving_ms") <= f(x, "failover_ms"), "{x}");
+    assert_eq!(x["failed"].as_u64(), Some(0), "{x}");
+
+    let n = &r["new_broker"];
+    assert!(0.0 < f(n, "ready_ms") && f(n, "ready_ms") <= f(n, "assigned_ms"), "{n}");
+    assert!(f(n, "assigned_ms") <= f(n, "first_ack_ms"), "{n}");
+    assert!(n["partitions_given"].as_u64().unwrap() >= 1, "{n}");
+    assert_eq!(n["failed"].as_u64(), Some(0), "{n}");
+
+    let d = &r["drain"];
+    assert_eq!(d["partitions"].as_u64(), Some(20));
+    assert!(d["moved"].as_u64().unwrap() >= 1, "{d}");
+    assert_eq!(d["served"], d["moved"], "broker 0 took every partition broker 1 gave: {d}");
+    assert!(f(d, "drain_ms") > 0.0 && d["failed"].as_u64() == Some(0), "{d}");
+
+    let t = r["throughput"].as_array().unwrap();
+    assert_eq!(t.iter().map(|row| row["brokers"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2]);
+    for row in t {
+        assert!(f(row, "mb_per_s") > 0.0 && row["failed"].as_u64() == Some(0), "{row}");
+        latency_is_ordered(&row["ack_latency"]);
+    }
+    assert_eq!(f(&t[0], "of_first"), 1.0);
+
+    let targets = r["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 4, "moves, failover, new broker, drain: {r}");
+    for t in targets {
+        assert!(f(t, "ratio").is_finite() && f(t, "ratio") > 0.0, "{t}");
+    }
+    for row in ["move: command to 1st ack, 1 MB history", "failover:", "new broker:", "drain: 20 partitions"]
+    {
+        let line =
+            stdout.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no {row:?} in\n{stdout}"));
+        assert!(line.trim_end().ends_with('x'), "a ratio to the goal on {line:?}");
+    }
+    for file in [
+        "cluster-moves-local.svg",
+        "cluster-failover-local.svg",
+        "cluster-churn-local.svg",
+        "cluster-throughput-local.svg",
+        "cluster-table-local.txt",
+    ] {
+        assert!(out.join(file).exists(), "{file} was not written");
+    }
+}

@@ -48,6 +48,17 @@ impl Default for ControllerSettings {
     }
 }
 
+/// Runs a controller call to its end even if its caller gives up (a gRPC
+/// deadline, a dropped connection, a dropped future): a metadata append cut
+/// off between its PUT and its bookkeeping may still land, under the number
+/// the next append then takes too, and the controller would find its own log
+/// forked and step down.
+pub async fn to_the_end<T: Send + 'static>(
+    call: impl std::future::Future<Output = Result<T, tonic::Status>> + Send + 'static,
+) -> Result<T, tonic::Status> {
+    tokio::spawn(call).await.map_err(|e| tonic::Status::internal(format!("controller call failed: {e}")))?
+}
+
 /// Clock-rate slack and margin the controller adds before acting on a lease.
 pub const DRIFT: f64 = 0.05;
 pub const MARGIN: Duration = Duration::from_millis(500);

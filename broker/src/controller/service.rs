@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{Controller, Term};
+use super::{to_the_end, Controller, Term};
 use crate::proto::{self, controller_server};
 
 pub struct ControllerService {
@@ -29,49 +29,56 @@ impl controller_server::Controller for ControllerService {
         &self,
         r: Request<proto::RegisterRequest>,
     ) -> Result<Response<proto::RegisterResponse>, Status> {
-        Ok(Response::new(self.term()?.register(r.into_inner()).await?))
+        let (term, r) = (self.term()?, r.into_inner());
+        Ok(Response::new(to_the_end(async move { term.register(r).await }).await?))
     }
 
     async fn heartbeat(
         &self,
         r: Request<proto::HeartbeatRequest>,
     ) -> Result<Response<proto::HeartbeatResponse>, Status> {
-        Ok(Response::new(self.term()?.heartbeat(r.into_inner()).await?))
+        let (term, r) = (self.term()?, r.into_inner());
+        Ok(Response::new(to_the_end(async move { term.heartbeat(r).await }).await?))
     }
 
     async fn commit_object(
         &self,
         r: Request<proto::CommitRequest>,
     ) -> Result<Response<proto::CommitResponse>, Status> {
-        Ok(Response::new(self.term()?.commit(r.into_inner()).await?))
+        let (term, r) = (self.term()?, r.into_inner());
+        Ok(Response::new(to_the_end(async move { term.commit(r).await }).await?))
     }
 
     async fn allocate_producer_ids(
         &self,
         r: Request<proto::AllocateProducerIdsRequest>,
     ) -> Result<Response<proto::AllocateProducerIdsResponse>, Status> {
-        Ok(Response::new(self.term()?.allocate_producer_ids(r.into_inner()).await?))
+        let (term, r) = (self.term()?, r.into_inner());
+        Ok(Response::new(to_the_end(async move { term.allocate_producer_ids(r).await }).await?))
     }
 
     async fn release(
         &self,
         r: Request<proto::ReleaseRequest>,
     ) -> Result<Response<proto::ReleaseResponse>, Status> {
-        Ok(Response::new(self.term()?.release(r.into_inner()).await?))
+        let (term, r) = (self.term()?, r.into_inner());
+        Ok(Response::new(to_the_end(async move { term.release(r).await }).await?))
     }
 
     async fn unregister(
         &self,
         r: Request<proto::UnregisterRequest>,
     ) -> Result<Response<proto::UnregisterResponse>, Status> {
-        Ok(Response::new(self.term()?.unregister(r.into_inner()).await?))
+        let (term, r) = (self.term()?, r.into_inner());
+        Ok(Response::new(to_the_end(async move { term.unregister(r).await }).await?))
     }
 
     async fn complete_wal_recovery(
         &self,
         r: Request<proto::WalRecoveryRequest>,
     ) -> Result<Response<proto::WalRecoveryResponse>, Status> {
-        Ok(Response::new(self.term()?.complete_wal_recovery(r.into_inner()).await?))
+        let (term, r) = (self.term()?, r.into_inner());
+        Ok(Response::new(to_the_end(async move { term.complete_wal_recovery(r).await }).await?))
     }
 
     type WatchStream = super::term::WatchStream;
@@ -81,6 +88,7 @@ impl controller_server::Controller for ControllerService {
     }
 
     async fn admin(&self, r: Request<proto::AdminRequest>) -> Result<Response<proto::AdminResponse>, Status> {
-        Ok(Response::new(self.term()?.admin(r.into_inner()).await?))
+        let (term, r) = (self.term()?, r.into_inner());
+        Ok(Response::new(to_the_end(async move { term.admin(r).await }).await?))
     }
 }

@@ -86,8 +86,12 @@ fn describe(state: &MetaState, topic: &TopicMeta, version: i16) -> MetadataRespo
         .map(|(i, stream)| {
             let meta = state.streams.get(stream);
             // Never -1: a partition not yet assigned names the controller,
-            // which answers NOT_LEADER_OR_FOLLOWER until it is.
-            let leader = BrokerId(meta.and_then(|m| m.owner).unwrap_or(state.controller.max(0)));
+            // which answers NOT_LEADER_OR_FOLLOWER until it is. A moving
+            // partition names its destination: the owner has stopped taking
+            // writes, and a client that waits at the destination is there
+            // the moment it starts serving.
+            let leader =
+                BrokerId(meta.and_then(|m| m.moving_to.or(m.owner)).unwrap_or(state.controller.max(0)));
             // Leader epochs are on the wire from v7.
             let epoch = if version >= 7 { meta.map_or(0, |s| s.epoch as i32) } else { -1 };
             MetadataResponsePartition::default()

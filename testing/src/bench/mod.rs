@@ -4,6 +4,7 @@
 
 pub mod catch_up;
 pub mod chart;
+pub mod cluster;
 pub mod compare;
 pub mod cpu;
 pub mod end_to_end;

@@ -171,7 +171,7 @@ impl BrokerLatency {
 }
 
 /// Drops terminal colour sequences (ESC [ ... letter).
-fn strip_ansi(s: &str) -> String {
+pub(crate) fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {

@@ -4,6 +4,7 @@
 //!     floe-bench limits --dir /var/lib/floe
 //!     floe-bench produce --bootstrap 127.0.0.1:9092 --producers 2 --record-size 1024 --rate 0 --duration-secs 10
 //!     floe-bench compare --targets floe,tansu --out bench-results --json bench-results/compare.json
+//!     floe-bench --json cluster-local.json cluster --s3 local --out bench-results
 
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its report
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use floe_testing::bench::catch_up::{self, CatchUpOptions};
 use floe_testing::bench::chart::{self, Series};
+use floe_testing::bench::cluster::{self, ClusterOptions};
 use floe_testing::bench::compare::{self, CompareOptions, S3Latency};
 use floe_testing::bench::target::{Kind, TargetSpec};
 use floe_testing::bench::{end_to_end, limits, produce, table, upload_cost, Latency};
@@ -80,6 +82,11 @@ enum Scenario {
     /// latency, in one run: a table of ratios, JSON (--json), and pictures
     /// in --out.
     Compare(CompareArgs),
+    /// A cluster of floe processes on the S3 server behind the latency
+    /// proxy: partition moves under load, failover after SIGKILL, a new
+    /// broker, a drain, and produce throughput with 1, 2 and 3 brokers; each
+    /// against its goal (AWS_* from the environment).
+    Cluster(ClusterArgs),
     /// Serve an S3 latency proxy until Ctrl-C, printing request counts each second.
     S3Proxy {
         #[arg(long, default_value = "127.0.0.1:8334")]
@@ -193,6 +200,113 @@ impl CompareArgs {
             limits_large_mib: self.limits_large_mib,
             out: self.out,
         })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum S3Mode {
+    /// The proxy adds nothing to the local S3 server's latency.
+    Local,
+    /// The proxy adds --real-median-ms / --real-p99-ms per request.
+    Real,
+}
+
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// The S3 server the brokers use (behind the latency proxy).
+    #[arg(long, default_value = "127.0.0.1:8333")]
+    upstream: std::net::SocketAddr,
+    #[arg(long, env = "FLOE_TEST_BUCKET", default_value = "floe-test")]
+    bucket: String,
+    #[arg(long, value_enum, default_value = "local")]
+    s3: S3Mode,
+    #[arg(long, default_value_t = 30)]
+    real_median_ms: u64,
+    #[arg(long, default_value_t = 100)]
+    real_p99_ms: u64,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "moves,failover,new-broker,drain,throughput"
+    )]
+    parts: Vec<cluster::Part>,
+    /// The moved partition's history, in MB; one run per size.
+    #[arg(long, value_delimiter = ',', default_value = "1,1024")]
+    history_mb: Vec<u64>,
+    /// Moves per history size, back and forth between the two brokers.
+    #[arg(long, default_value_t = 20)]
+    moves: usize,
+    /// The steady idempotent load (records/s) under moves, failovers, the
+    /// new broker and the drain.
+    #[arg(long, default_value_t = 2000)]
+    rate: u64,
+    /// Failovers, each on a fresh three-broker cluster.
+    #[arg(long, default_value_t = 3)]
+    failovers: usize,
+    #[arg(long, default_value_t = 1000)]
+    drain_partitions: i32,
+    /// Broker counts for the max-rate produce runs.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    throughput_brokers: Vec<i32>,
+    #[arg(long, default_value_t = 6)]
+    throughput_partitions: i32,
+    #[arg(long, default_value_t = 2)]
+    throughput_producers: usize,
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// How long each throughput run lasts.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// A librdkafka producer property for every load (repeatable).
+    #[arg(short = 'X', value_parser = key_value)]
+    client_config: Vec<(String, String)>,
+    /// A flag for every broker, e.g. `--broker-arg=--upload-interval-ms=200` (repeatable).
+    #[arg(long, allow_hyphen_values = true)]
+    broker_arg: Vec<String>,
+    /// Directory for the pictures and cluster-table-<s3>.txt.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Keep every broker's log in this directory (run with FLOE_LOG=debug
+    /// for the most detail).
+    #[arg(long)]
+    keep_logs: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    fn options(self) -> ClusterOptions {
+        let s3 = match self.s3 {
+            S3Mode::Local => S3Latency { label: "local".into(), median_ms: 0, p99_ms: 0 },
+            S3Mode::Real => {
+                S3Latency { label: "real".into(), median_ms: self.real_median_ms, p99_ms: self.real_p99_ms }
+            }
+        };
+        let load = LoadArgs {
+            producers: self.throughput_producers,
+            record_size: self.record_size,
+            partitions: self.throughput_partitions,
+            acks: "all".into(),
+            compression: "none".into(),
+            duration_secs: self.duration_secs,
+            max_in_flight: 10_000,
+            client_config: self.client_config,
+        }
+        .options(String::new(), "cluster".into(), 0, None);
+        ClusterOptions {
+            s3,
+            upstream: self.upstream,
+            bucket: self.bucket,
+            parts: self.parts,
+            history_mb: self.history_mb,
+            moves: self.moves,
+            rate: self.rate,
+            failovers: self.failovers,
+            drain_partitions: self.drain_partitions,
+            throughput_brokers: self.throughput_brokers,
+            load,
+            broker_args: self.broker_arg,
+            keep_logs: self.keep_logs,
+        }
     }
 }
 
@@ -442,6 +556,24 @@ async fn main() -> anyhow::Result<()> {
             println!("{text}");
             if let Some(dir) = &o.out {
                 std::fs::write(dir.join("table.txt"), &text)?;
+            }
+            serde_json::to_string_pretty(&r)?
+        }
+        Scenario::Cluster(args) => {
+            let out = args.out.clone();
+            let o = args.options();
+            let (r, pictures) = cluster::run(&o).await?;
+            let text = cluster::render(&r);
+            println!("{text}");
+            if let Some(dir) = &out {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(dir.join(format!("cluster-table-{}.txt", o.s3.label)), &text)?;
+                for p in &pictures {
+                    std::fs::write(dir.join(&p.file), &p.svg)?;
+                }
+            }
+            if let (Some(path), Some(p)) = (&cli.svg, pictures.first()) {
+                std::fs::write(path, &p.svg)?;
             }
             serde_json::to_string_pretty(&r)?
         }
