@@ -107,7 +107,7 @@ async fn recover_once(
     let (key, ranges) = if builder.is_empty() {
         (String::new(), Vec::new())
     } else {
-        let key = format!("data/r{me}-b{dead}-e{dead_epoch}-{:016x}.obj", rand_u64());
+        let key = format!("data/r{me}-b{dead}-e{dead_epoch}-{:016x}.obj", floe_storage::meta::log::nonce());
         let (object, ranges) = builder.finish();
         let bucket = broker.store.bucket();
         let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
@@ -128,13 +128,4 @@ async fn recover_once(
     let resp = broker.member.control.complete_wal_recovery(req).await.map_err(|s| storage_error(&s))?;
     broker.member.wait_for(resp.seq).await;
     Ok(tails.len())
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
-    );
-    h.finish()
 }

@@ -425,7 +425,7 @@ async fn write_snapshot(bucket: &Bucket, state: &MetaState) -> Result<()> {
 }
 
 /// Random enough to tell two writers' entries apart.
-pub(crate) fn nonce() -> u64 {
+pub fn nonce() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
