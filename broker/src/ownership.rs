@@ -133,6 +133,7 @@ async fn reconcile_now(broker: &Arc<Broker>) {
             broker.producers.forget(*id);
             if let Some(partition) = offsets_streams.iter().position(|s| s == id) {
                 broker.offsets.forget_partition(partition);
+                broker.groups.unload_partition(partition);
             }
             tracing::info!(stream = id, "stream no longer served here");
         }

@@ -410,6 +410,18 @@ async fn a_consumer_group_follows_its_partitions_and_coordinator_across_moves() 
         "java",
         &["--auto-offset-reset", "none"],
     );
+    // The moves must find a formed group: both members holding partitions.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (a, b) = (rd.snapshot().assignment, java.view().assignment);
+        let mut all: Vec<i32> = a.iter().chain(&b).copied().collect();
+        all.sort_unstable();
+        if !a.is_empty() && !b.is_empty() && all == (0..6).collect::<Vec<_>>() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the group did not form: {a:?} {b:?}\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     under_load(&mut c, topic, 6, async |c, _| {
         // Every offsets partition changes hands, so the coordinator moves too.
         let offsets_owners = leaders(&c.bootstrap(), "__consumer_offsets");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use floe_protocol::ResponseError;
 
-pub use offsets::{Committed, OffsetStore, OFFSETS_TOPIC};
+pub use offsets::{offsets_partition, Committed, OffsetStore, OFFSETS_TOPIC};
 use state::{Group, GroupState, JoinOutcome, JoinRequest, Pending, SyncOutcome};
 
 /// Kafka's group.min.session.timeout.ms and group.max.session.timeout.ms.
@@ -215,6 +215,24 @@ impl GroupCoordinator {
             .values()
             .map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state.name()))
             .collect()
+    }
+
+    /// Drops every group whose offsets live in `partition` once this broker
+    /// no longer serves it; their members rejoin at the new coordinator
+    /// (membership is not persisted, as the design notes).
+    pub fn unload_partition(&self, partition: usize) {
+        let mut groups = self.groups.lock().expect("groups poisoned");
+        let ids: Vec<String> = groups.keys().filter(|g| offsets_partition(g) == partition).cloned().collect();
+        for id in ids {
+            if let Some(g) = groups.remove(&id) {
+                tracing::info!(
+                    group = id,
+                    members = g.members.len(),
+                    "group unloaded: its coordinator moved"
+                );
+                g.unload();
+            }
+        }
     }
 
     /// Forgets an empty group; NON_EMPTY_GROUP while it has members.

@@ -606,6 +606,20 @@ impl Group {
         self.try_complete_join(now);
     }
 
+    /// The group is no longer coordinated here (its offsets partition moved
+    /// away): members waiting in a join or sync hear NOT_COORDINATOR, as from
+    /// Kafka when a coordinator resigns, and find the new coordinator.
+    pub fn unload(self) {
+        for m in self.members {
+            if let Some(tx) = m.join {
+                let _ = tx.send(JoinOutcome::error(ResponseError::NotCoordinator, &m.id));
+            }
+            if let Some(tx) = m.sync {
+                let _ = tx.send(SyncOutcome::error(ResponseError::NotCoordinator));
+            }
+        }
+    }
+
     /// Session expiry and rebalance deadlines. Returns the ids of expired members.
     pub fn tick(&mut self, now: Instant, initial_delay: Duration) -> Vec<String> {
         self.pending.retain(|_, deadline| *deadline > now);

@@ -131,3 +131,29 @@ fn expired_and_leaving_members_trigger_a_rebalance() {
     assert_eq!(g.state, GroupState::Empty);
     assert_eq!(g.leave("ghost", None, t0, DELAY), Err(ResponseError::UnknownMemberId));
 }
+
+#[test]
+fn an_unloaded_group_sends_its_waiting_members_to_the_new_coordinator() {
+    let t0 = Instant::now();
+    let mut g = Group::new("g");
+    let (a, mut rx_a) = join_new(&mut g, t0);
+    let (b, mut rx_b) = join_new(&mut g, t0);
+    g.tick(t0 + DELAY, DELAY);
+    let leader = rx_a.try_recv().unwrap();
+    assert_eq!((leader.error, leader.leader.as_str()), (None, a.as_str()));
+    assert_eq!(rx_b.try_recv().unwrap().error, None);
+    // The follower's sync waits for the leader's; it must not wait for a
+    // coordinator that left.
+    let sync_b = waiting(g.sync(&b, None, 1, vec![], t0));
+    g.unload();
+    assert_eq!(sync_b.blocking_recv().unwrap().error, Some(ResponseError::NotCoordinator));
+
+    // Nor must a newcomer's join, waiting for the old members to rejoin.
+    let mut g = Group::new("g");
+    let (_a, rx_a) = join_new(&mut g, t0);
+    g.tick(t0 + DELAY, DELAY);
+    assert_eq!(rx_a.blocking_recv().unwrap().error, None);
+    let (_b, join_b) = join_new(&mut g, t0);
+    g.unload();
+    assert_eq!(join_b.blocking_recv().unwrap().error, Some(ResponseError::NotCoordinator));
+}
