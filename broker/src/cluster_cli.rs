@@ -46,7 +46,7 @@ pub async fn run(config: &BrokerConfig, action: ClusterAction) -> anyhow::Result
                 "controller {} term {} metadata seq {} moving {} unassigned {}\n",
                 resp.controller, resp.term, resp.seq, resp.moving, resp.unassigned
             ));
-            out.push_str("broker  epoch  state     address                 partitions  committed_bytes  upload_lag_bytes  applied_seq\n");
+            out.push_str("broker  epoch  state     address                 partitions  committed_bytes  upload_lag_bytes  applied_seq  bytes_in/s  bytes_out/s\n");
             for b in &resp.brokers {
                 let state = match (b.live, b.draining) {
                     (false, _) => "fenced",
@@ -54,7 +54,7 @@ pub async fn run(config: &BrokerConfig, action: ClusterAction) -> anyhow::Result
                     (true, false) => "live",
                 };
                 out.push_str(&format!(
-                    "{:<7} {:<6} {:<9} {:<23} {:<11} {:<16} {:<17} {}\n",
+                    "{:<7} {:<6} {:<9} {:<23} {:<11} {:<16} {:<17} {:<12} {:<11} {}\n",
                     b.broker_id,
                     b.broker_epoch,
                     state,
@@ -62,7 +62,9 @@ pub async fn run(config: &BrokerConfig, action: ClusterAction) -> anyhow::Result
                     b.partitions,
                     b.committed_bytes,
                     b.pending_upload_bytes,
-                    b.applied_seq
+                    b.applied_seq,
+                    b.bytes_in_per_sec,
+                    b.bytes_out_per_sec
                 ));
             }
         }

@@ -138,11 +138,11 @@ impl ControlPlane {
         self.call(
             Duration::ZERO,
             |t| {
-                let r = req;
+                let r = req.clone();
                 async move { t.heartbeat(r).await }
             },
             |mut c| {
-                let r = req;
+                let r = req.clone();
                 async move {
                     let mut q = tonic::Request::new(r);
                     q.set_timeout(Duration::from_secs(1));

@@ -16,3 +16,4 @@ pub mod recovery;
 pub mod server;
 pub mod stats;
 pub mod topic_config;
+pub mod traffic;

@@ -52,6 +52,8 @@ pub struct Member {
     fenced: AtomicBool,
     /// The store, once open: heartbeats report its upload lag.
     store: std::sync::OnceLock<floe_storage::StreamStore>,
+    /// What consumers fetched here; heartbeats report it.
+    pub bytes_out: crate::traffic::BytesOut,
 }
 
 impl Member {
@@ -88,6 +90,7 @@ impl Member {
             seq_tx,
             fenced: AtomicBool::new(false),
             store: std::sync::OnceLock::new(),
+            bytes_out: Default::default(),
         }))
     }
 
@@ -140,6 +143,12 @@ impl Member {
                 broker_epoch: self.broker_epoch,
                 applied_seq: self.state().seq,
                 pending_upload_bytes: self.store.get().map_or(0, |s| s.pending_upload_bytes()),
+                bytes_out: self
+                    .bytes_out
+                    .take()
+                    .into_iter()
+                    .map(|(stream, bytes)| proto::StreamBytes { stream, bytes })
+                    .collect(),
             };
             match self.control.heartbeat(req).await {
                 Ok(resp) => self.lease.extend(sent, Duration::from_millis(resp.lease_ms)),

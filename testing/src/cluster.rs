@@ -19,6 +19,9 @@ pub struct BrokerRow {
     pub partitions: u32,
     /// Acknowledged bytes waiting for upload, as of its last heartbeat.
     pub upload_lag_bytes: u64,
+    /// Traffic of its partitions as the controller averages it.
+    pub bytes_in_per_sec: u64,
+    pub bytes_out_per_sec: u64,
 }
 
 /// What `floe cluster status` printed.
@@ -60,6 +63,8 @@ impl Status {
                 state: w[2].to_string(),
                 partitions: w[4].parse()?,
                 upload_lag_bytes: w.get(6).map_or(Ok(0), |v| v.parse())?,
+                bytes_in_per_sec: w.get(8).map_or(Ok(0), |v| v.parse())?,
+                bytes_out_per_sec: w.get(9).map_or(Ok(0), |v| v.parse())?,
             };
             status.brokers.insert(row.id, row);
         }

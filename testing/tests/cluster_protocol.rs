@@ -1,7 +1,8 @@
 //! What clients are told when a partition moves, at the wire: Metadata from
 //! every broker names the new leader at a higher epoch (never -1), the old
 //! owner answers NOT_LEADER_OR_FOLLOWER with the new leader (KIP-951), and
-//! OffsetsForLeaderEpoch (KIP-320) says where the old epoch ended.
+//! OffsetsForLeaderEpoch (KIP-320) says where the old epoch ended. And
+//! what consumers fetch counts: a broker read hard gives a partition away.
 
 use std::time::Duration;
 
@@ -146,4 +147,93 @@ fn a_moved_partition_names_its_new_leader_and_where_the_old_epoch_ended() {
         .unwrap();
         assert_eq!(stale.topics[0].partitions[0].error_code, ResponseError::NotLeaderOrFollower.code());
     }
+}
+
+/// Fetches `p` from offset 0 once; returns the record bytes served, or 0
+/// once the partition has moved away.
+fn fetch_all(addr: &str, name: &str, p: i32) -> usize {
+    let fetch = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(8 << 20).with_topics(vec![
+        fetch_request::FetchTopic::default().with_topic(topic(name)).with_partitions(vec![
+            fetch_request::FetchPartition::default().with_partition(p).with_partition_max_bytes(8 << 20),
+        ]),
+    ]);
+    let resp: FetchResponse = call(&mut connect(addr), ApiKey::Fetch, 12, &fetch).unwrap();
+    let pd = &resp.responses[0].partitions[0];
+    if pd.error_code == ResponseError::NotLeaderOrFollower.code() {
+        return 0;
+    }
+    assert_eq!(pd.error_code, 0, "{pd:?}");
+    let n = pd.records.as_ref().map_or(0, |r| r.len());
+    assert!(n > 0, "{pd:?}");
+    n
+}
+
+/// Leaders of `0..partitions` once every broker's Metadata names the same
+/// ones, two per broker.
+fn settled_owners(c: &Cluster, name: &str, partitions: i32) -> Vec<i32> {
+    for _ in 0..600 {
+        let views: Vec<Vec<i32>> = c
+            .brokers
+            .values()
+            .map(|b| {
+                let md = metadata(&b.bootstrap(), name);
+                (0..partitions).map(|p| leader(&md, p).0).collect()
+            })
+            .collect();
+        let even = (0..2).all(|b| views[0].iter().filter(|o| **o == b).count() == 2);
+        if even && views.iter().all(|v| *v == views[0]) {
+            return views[0].clone();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the brokers' Metadata did not settle\n{}", c.logs());
+}
+
+#[test]
+fn consumers_reading_one_broker_hard_move_a_partition_off_it() {
+    let c =
+        Cluster::start("bytes-out", 2, &["--num-partitions", "4", "--upload-interval-ms", "200"]).unwrap();
+    metadata(&c.brokers[&0].bootstrap(), "read-hot");
+    c.wait_for("partitions spread", Duration::from_secs(60), |s| {
+        s.moving == 0 && s.live_partitions().values().all(|n| *n == 2)
+    })
+    .unwrap();
+    let owners = settled_owners(&c, "read-hot", 4);
+    // The same bytes in everywhere: only what consumers read differs.
+    for (p, owner) in owners.iter().enumerate() {
+        for _ in 0..4 {
+            let r = produce(&c.brokers[owner].bootstrap(), "read-hot", p as i32, 11, 2_000);
+            assert_eq!(r.error_code, 0, "{r:?}");
+        }
+    }
+    let hot = owners[0];
+    let hot_partitions: Vec<i32> = (0..4).filter(|p| owners[*p as usize] == hot).collect();
+    let mut seen_out = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let now_owners = loop {
+        for p in &hot_partitions {
+            fetch_all(&c.brokers[&hot].bootstrap(), "read-hot", *p);
+        }
+        let s = c.status().unwrap();
+        seen_out = seen_out.max(s.brokers[&hot].bytes_out_per_sec);
+        if s.moving == 0 {
+            let now = settled_owners(&c, "read-hot", 4);
+            if now != owners {
+                break now;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partition left the hot broker: {s:?}\n{}",
+            c.logs()
+        );
+    };
+    eprintln!(
+        "bytes-out balancer: {owners:?} -> {now_owners:?}, hot broker {hot} peaked at {seen_out} B/s out"
+    );
+    assert!(seen_out > 0, "status shows the hot broker's bytes out");
+    // One hot partition left, one idle one came back: counts stay even.
+    let moved_off = hot_partitions.iter().filter(|p| now_owners[**p as usize] != hot).count();
+    let on_hot = now_owners.iter().filter(|o| **o == hot).count();
+    assert_eq!((moved_off, on_hot), (1, 2), "{owners:?} -> {now_owners:?}");
 }

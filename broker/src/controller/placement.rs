@@ -80,35 +80,75 @@ pub fn rebalance(state: &MetaState, brokers: &[i32], max: usize) -> Vec<(StreamI
     moves
 }
 
-/// Bytes-in rate per stream, as the controller sees commits arrive: an
+/// Traffic per stream: bytes in, as the controller sees commits arrive, and
+/// bytes out, as brokers report what consumers fetched. Both cross the
+/// owner's network interface, so the balancer weighs them alike. Each is an
 /// exponentially decaying average over about `HALF_LIFE`.
 #[derive(Debug, Default)]
 pub struct Rates {
-    streams: std::collections::HashMap<StreamId, (f64, std::time::Instant)>,
+    inbound: std::collections::HashMap<StreamId, Decaying>,
+    outbound: std::collections::HashMap<StreamId, Decaying>,
 }
 
 const HALF_LIFE: std::time::Duration = std::time::Duration::from_secs(20);
 
-impl Rates {
-    pub fn observe(&mut self, stream: StreamId, bytes: u64) {
-        let now = std::time::Instant::now();
-        let tau = HALF_LIFE.as_secs_f64() / std::f64::consts::LN_2;
-        let (rate, at) = self.streams.entry(stream).or_insert((0.0, now));
-        let decay = (-(now - *at).as_secs_f64() / tau).exp();
-        *rate = *rate * decay + bytes as f64 / tau;
-        *at = now;
+#[derive(Debug, Clone, Copy)]
+struct Decaying {
+    rate: f64,
+    at: std::time::Instant,
+}
+
+impl Decaying {
+    fn tau() -> f64 {
+        HALF_LIFE.as_secs_f64() / std::f64::consts::LN_2
     }
 
-    /// Bytes per second into `stream` lately.
-    pub fn of(&self, stream: StreamId) -> f64 {
-        self.streams.get(&stream).map_or(0.0, |(rate, at)| {
-            let tau = HALF_LIFE.as_secs_f64() / std::f64::consts::LN_2;
-            rate * (-at.elapsed().as_secs_f64() / tau).exp()
-        })
+    fn now(&self) -> f64 {
+        self.rate * (-self.at.elapsed().as_secs_f64() / Self::tau()).exp()
+    }
+
+    fn add(&mut self, bytes: u64) {
+        self.rate = self.now() + bytes as f64 / Self::tau();
+        self.at = std::time::Instant::now();
     }
 }
 
-/// Once partition counts are even, evens out bytes in: when the busiest
+fn observe(map: &mut std::collections::HashMap<StreamId, Decaying>, stream: StreamId, bytes: u64) {
+    map.entry(stream).or_insert(Decaying { rate: 0.0, at: std::time::Instant::now() }).add(bytes);
+}
+
+impl Rates {
+    pub fn observe_in(&mut self, stream: StreamId, bytes: u64) {
+        observe(&mut self.inbound, stream, bytes);
+    }
+
+    pub fn observe_out(&mut self, stream: StreamId, bytes: u64) {
+        observe(&mut self.outbound, stream, bytes);
+    }
+
+    /// Bytes per second into `stream` lately.
+    pub fn in_of(&self, stream: StreamId) -> f64 {
+        self.inbound.get(&stream).map_or(0.0, Decaying::now)
+    }
+
+    /// Bytes per second fetched from `stream` lately.
+    pub fn out_of(&self, stream: StreamId) -> f64 {
+        self.outbound.get(&stream).map_or(0.0, Decaying::now)
+    }
+
+    /// Bytes per second through the owner of `stream` for it.
+    pub fn of(&self, stream: StreamId) -> f64 {
+        self.in_of(stream) + self.out_of(stream)
+    }
+
+    /// Forgets deleted streams.
+    pub fn retain(&mut self, keep: impl Fn(StreamId) -> bool) {
+        self.inbound.retain(|s, _| keep(*s));
+        self.outbound.retain(|s, _| keep(*s));
+    }
+}
+
+/// Once partition counts are even, evens out traffic: when the busiest
 /// broker takes more than `1 + SKEW` times the mean, swap one of its streams
 /// with one of the idlest broker's (counts stay even), choosing the pair that
 /// narrows the gap most. Streams in `settled` (moved lately) stay put.
@@ -188,14 +228,14 @@ mod tests {
     }
 
     #[test]
-    fn bytes_in_are_evened_out_by_a_swap_that_keeps_counts() {
+    fn traffic_is_evened_out_by_a_swap_that_keeps_counts() {
         let s = state(&[1, 1, 2, 2], &[1, 2]);
         let mut rates = Rates::default();
-        // Broker 1 takes nearly all bytes in.
-        rates.observe(0, 80 << 20);
-        rates.observe(1, 50 << 20);
-        rates.observe(2, 1 << 10);
-        rates.observe(3, 2 << 10);
+        // Broker 1 takes nearly all bytes: in on stream 0, out on stream 1.
+        rates.observe_in(0, 80 << 20);
+        rates.observe_out(1, 50 << 20);
+        rates.observe_in(2, 1 << 10);
+        rates.observe_out(3, 2 << 10);
         let moves = rebalance_by_rate(&s, &[1, 2], &rates, &Default::default());
         assert_eq!(moves.len(), 2, "{moves:?}");
         let out = moves.iter().find(|(_, to)| *to == 2).expect("a busy stream leaves broker 1");

@@ -249,6 +249,13 @@ impl Term {
         l.last_seen = Instant::now();
         l.applied_seq = req.applied_seq;
         l.pending_upload_bytes = req.pending_upload_bytes;
+        drop(live);
+        if !req.bytes_out.is_empty() {
+            let mut rates = self.rates.lock().expect("rates lock");
+            for s in &req.bytes_out {
+                rates.observe_out(s.stream, s.bytes);
+            }
+        }
         Ok(proto::HeartbeatResponse {
             lease_ms: self.settings.broker_lease.as_millis() as u64,
             seq: state.seq,
@@ -300,7 +307,7 @@ impl Term {
                 }
                 let mut rates = rates.lock().expect("rates lock");
                 for r in &ranges {
-                    rates.observe(r.stream, r.length);
+                    rates.observe_in(r.stream, r.length);
                 }
                 let producers = req
                     .producers
@@ -672,6 +679,7 @@ impl Term {
     fn status(&self) -> proto::AdminResponse {
         let state = self.state();
         let live = self.live.lock().expect("live lock");
+        let rates = self.rates.lock().expect("rates lock");
         let brokers = state
             .brokers
             .iter()
@@ -688,6 +696,8 @@ impl Term {
                     pending_upload_bytes: l.map_or(0, |l| l.pending_upload_bytes),
                     applied_seq: l.map_or(0, |l| l.applied_seq),
                     draining: b.draining,
+                    bytes_in_per_sec: owned.iter().map(|(s, _)| rates.in_of(*s)).sum::<f64>() as u64,
+                    bytes_out_per_sec: owned.iter().map(|(s, _)| rates.out_of(*s)).sum::<f64>() as u64,
                 }
             })
             .collect();

@@ -11,6 +11,7 @@ use floe_protocol::kafka_protocol::messages::fetch_response::{
 };
 use floe_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use floe_protocol::{RequestFrame, ResponseError};
+use floe_storage::StreamId;
 
 use super::{body, respond, Reply};
 use crate::broker::{storage_error_code, Broker, Partition};
@@ -61,22 +62,37 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
     let with_log_start = frame.version() >= 5;
     let with_leader = frame.version() >= 12;
     let mut arrivals = broker.store.data_arrivals();
+    // Only what is sent counts as bytes out, not the reads of a long poll
+    // that went on waiting.
+    let send = |g: Gathered| {
+        for (stream, bytes) in g.served {
+            broker.member.bytes_out.add(stream, bytes);
+        }
+        respond(frame, &FetchResponse::default().with_responses(g.topics))
+    };
     loop {
         arrivals.borrow_and_update();
-        let (responses, bytes, errors) =
-            gather(broker, &wanted, max_bytes, read_committed, with_log_start, with_leader).await;
+        let g = gather(broker, &wanted, max_bytes, read_committed, with_log_start, with_leader).await;
         let now = Instant::now();
-        if bytes >= min_bytes.max(1) || errors || now >= deadline || min_bytes == 0 {
-            let resp = FetchResponse::default().with_responses(responses);
-            return respond(frame, &resp);
+        if g.bytes >= min_bytes.max(1) || g.errors || now >= deadline || min_bytes == 0 {
+            return send(g);
         }
         // Wait for any append to become durable, then look again.
         if tokio::time::timeout(deadline - now, arrivals.changed()).await.is_err() {
-            let (responses, _, _) =
-                gather(broker, &wanted, max_bytes, read_committed, with_log_start, with_leader).await;
-            return respond(frame, &FetchResponse::default().with_responses(responses));
+            return send(
+                gather(broker, &wanted, max_bytes, read_committed, with_log_start, with_leader).await,
+            );
         }
     }
+}
+
+/// One pass over the wanted partitions.
+struct Gathered {
+    topics: Vec<FetchableTopicResponse>,
+    bytes: usize,
+    errors: bool,
+    /// Record bytes read per stream.
+    served: Vec<(StreamId, u64)>,
 }
 
 async fn gather(
@@ -86,11 +102,12 @@ async fn gather(
     read_committed: bool,
     with_log_start: bool,
     with_leader: bool,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+) -> Gathered {
     // log_start_offset is on the wire from v5.
     let log_start = |o: i64| if with_log_start { o } else { -1 };
     let mut total = 0usize;
     let mut errors = false;
+    let mut served = Vec::new();
     let mut topics = Vec::with_capacity(wanted.len());
     for (name, parts) in wanted {
         let mut partitions = Vec::with_capacity(parts.len());
@@ -132,6 +149,7 @@ async fn gather(
                 Ok(read) => {
                     let size: usize = read.batches.iter().map(Bytes::len).sum();
                     total += size;
+                    served.push((stream, size as u64));
                     let records = match read.batches.len() {
                         0 => Bytes::new(),
                         1 => read.batches[0].clone(),
@@ -167,5 +185,5 @@ async fn gather(
         }
         topics.push(FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(partitions));
     }
-    (topics, total, errors)
+    Gathered { topics, bytes: total, errors, served }
 }

@@ -158,18 +158,15 @@ impl Term {
         };
         let mut moves = placement::rebalance(&state, &eligible, MOVES_PER_ROUND);
         if moves.is_empty() {
-            // Counts are even: look at bytes in, leaving lately moved streams be.
+            // Counts are even: look at traffic, leaving lately moved streams be.
             let settled = {
                 let mut moved_at = self.moved_at.lock().expect("moved lock");
                 moved_at.retain(|_, at| at.elapsed() < RATE_PATIENCE);
                 moved_at.keys().copied().collect()
             };
-            moves = placement::rebalance_by_rate(
-                &state,
-                &eligible,
-                &self.rates.lock().expect("rates lock"),
-                &settled,
-            );
+            let mut rates = self.rates.lock().expect("rates lock");
+            rates.retain(|s| state.streams.contains_key(&s));
+            moves = placement::rebalance_by_rate(&state, &eligible, &rates, &settled);
         }
         for (stream, to) in stalled {
             let owner_live = state.streams[&stream].owner.is_some_and(|o| state.live_broker(o).is_some());
