@@ -184,6 +184,16 @@ impl Broker {
             .map(|_| ())
     }
 
+    /// Moves streams' log start offsets forward (DeleteRecords) through the
+    /// controller, and waits until this broker has applied it.
+    pub async fn trim_streams(&self, trims: Vec<(StreamId, i64)>) -> Result<(), StorageError> {
+        let trims = trims
+            .into_iter()
+            .map(|(stream, start_offset)| proto::StreamTrim { stream, start_offset })
+            .collect();
+        self.admin(Op::TrimStreams(proto::TrimStreams { trims })).await.map(|_| ())
+    }
+
     /// The topic, created with broker defaults when missing and auto-creation
     /// is on (as Kafka's auto.create.topics.enable).
     pub async fn topic_or_create(&self, name: &str, allow_create: bool) -> Result<TopicMeta, ResponseError> {

@@ -54,6 +54,23 @@ pub struct Args {
     /// How long the controller lease lasts without renewal [default: 3000].
     #[arg(long, env = "FLOE_CONTROLLER_LEASE_MS")]
     pub controller_lease_ms: Option<u64>,
+    /// Default retention by time for topics without retention.ms, as Kafka's
+    /// log.retention.ms; -1 keeps data forever [default: 604800000, 7 days].
+    #[arg(long, env = "FLOE_LOG_RETENTION_MS", allow_negative_numbers = true)]
+    pub log_retention_ms: Option<i64>,
+    /// Default retention by size per partition for topics without
+    /// retention.bytes, as Kafka's log.retention.bytes; -1: no limit [default: -1].
+    #[arg(long, env = "FLOE_LOG_RETENTION_BYTES", allow_negative_numbers = true)]
+    pub log_retention_bytes: Option<i64>,
+    /// How often the controller applies retention, as Kafka's
+    /// log.retention.check.interval.ms [default: 300000].
+    #[arg(long, env = "FLOE_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    pub log_retention_check_interval_ms: Option<u64>,
+    /// How long an object nothing reads any more stays in the bucket before
+    /// it is deleted, for reads still in flight, as Kafka's
+    /// file.delete.delay.ms [default: 60000].
+    #[arg(long, env = "FLOE_OBJECT_DELETE_DELAY_MS")]
+    pub object_delete_delay_ms: Option<u64>,
     /// This broker's id, unique in the cluster [default: 0].
     #[arg(long, env = "FLOE_BROKER_ID")]
     pub broker_id: Option<i32>,
@@ -125,6 +142,10 @@ pub struct BrokerConfig {
     pub rpc_advertise: Option<String>,
     pub broker_lease: Duration,
     pub controller_lease: Duration,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_retention_check_interval: Duration,
+    pub object_delete_delay: Duration,
 }
 
 impl BrokerConfig {
@@ -172,6 +193,13 @@ impl BrokerConfig {
             rpc_advertise: cli.rpc_advertise.clone().or(file.rpc_advertise.clone()),
             broker_lease: Duration::from_millis(pick!(broker_lease_ms, 3000)),
             controller_lease: Duration::from_millis(pick!(controller_lease_ms, 3000)),
+            log_retention_ms: pick!(log_retention_ms, 7 * 24 * 3600 * 1000),
+            log_retention_bytes: pick!(log_retention_bytes, -1),
+            log_retention_check_interval: Duration::from_millis(pick!(
+                log_retention_check_interval_ms,
+                300_000
+            )),
+            object_delete_delay: Duration::from_millis(pick!(object_delete_delay_ms, 60_000)),
         };
         config.validate()?;
         Ok(config)
@@ -197,6 +225,12 @@ impl BrokerConfig {
             || self.controller_lease < Duration::from_millis(300)
         {
             bail!("--broker-lease-ms and --controller-lease-ms must be at least 300");
+        }
+        if self.log_retention_ms < -1 || self.log_retention_bytes < -1 {
+            bail!("--log-retention-ms and --log-retention-bytes must be -1 (no limit) or more");
+        }
+        if self.log_retention_check_interval < Duration::from_millis(100) {
+            bail!("--log-retention-check-interval-ms must be at least 100");
         }
         if self.max_connections == 0 {
             bail!("--max-connections must be positive");

@@ -90,6 +90,14 @@ async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let settings = ControllerSettings {
         broker_lease: config.broker_lease,
         controller_lease: config.controller_lease,
+        retention: floe_broker::controller::retention::Defaults {
+            ms: config.log_retention_ms,
+            bytes: config.log_retention_bytes,
+        },
+        retention_check_interval: config.log_retention_check_interval,
+        object_delete_delay: config.object_delete_delay,
+        // A sweep follows the retention cadence, at most every ten minutes.
+        orphan_sweep_interval: config.log_retention_check_interval.min(Duration::from_secs(600)),
         ..ControllerSettings::default()
     };
     let controller =

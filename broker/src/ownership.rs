@@ -117,6 +117,8 @@ async fn reconcile_now(broker: &Arc<Broker>) {
             continue;
         }
         if held.get(&id) == Some(&meta.epoch) {
+            // Retention or DeleteRecords may have moved its start.
+            broker.store.trim(id, meta.start_offset);
             continue;
         }
         open(broker, id, meta);

@@ -46,7 +46,7 @@ const fn def(name: &'static str, default: &'static str, kind: Kind, in_effect: b
 const NEVER: &str = "9223372036854775807";
 
 pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    def("cleanup.policy", "delete", Kind::ListOf(&["delete", "compact"]), false),
+    def("cleanup.policy", "delete", Kind::ListOf(&["delete", "compact"]), true),
     def(
         "compression.type",
         "producer",
@@ -68,8 +68,8 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def("min.compaction.lag.ms", "0", Kind::Long { min: 0 }, false),
     def("min.insync.replicas", "1", Kind::Int { min: 1 }, false),
     def("preallocate", "false", Kind::Bool, false),
-    def("retention.bytes", "-1", Kind::Long { min: -1 }, false),
-    def("retention.ms", "604800000", Kind::Long { min: -1 }, false),
+    def("retention.bytes", "-1", Kind::Long { min: -1 }, true),
+    def("retention.ms", "604800000", Kind::Long { min: -1 }, true),
     def("segment.bytes", "1073741824", Kind::Int { min: 14 }, false),
     def("segment.index.bytes", "10485760", Kind::Int { min: 4 }, false),
     def("segment.jitter.ms", "0", Kind::Long { min: 0 }, false),

@@ -372,6 +372,28 @@ impl StreamStore {
         }
     }
 
+    /// Moves the stream's log start offset forward to `start` (retention or
+    /// DeleteRecords, as the metadata says) and forgets what lies wholly
+    /// below it: reads there get OFFSET_OUT_OF_RANGE from now on.
+    pub fn trim(&self, id: StreamId, start: i64) {
+        let Ok(stream) = self.stream(id) else { return };
+        let mut st = stream.lock();
+        if start <= st.start_offset {
+            return;
+        }
+        st.start_offset = start.min(st.next_offset);
+        let below = st.ranges.partition_point(|(_, r)| r.end_offset <= start);
+        st.ranges.drain(..below);
+        while let Some(front) = st.cache.front() {
+            if front.end_offset > start || front.end_offset > st.uploaded_end {
+                break;
+            }
+            let len = front.bytes.len() as u64;
+            st.cache.pop_front();
+            sub_saturating(&self.inner.cached_bytes, len);
+        }
+    }
+
     /// Drops a stream from this broker (moved away or deleted).
     pub fn remove_stream(&self, id: StreamId) {
         self.inner.remove_stream(id);

@@ -17,6 +17,8 @@ pub struct BrokerRow {
     pub epoch: u64,
     pub state: String,
     pub partitions: u32,
+    /// Live committed bytes of its partitions (retention lowers it).
+    pub committed_bytes: u64,
     /// Acknowledged bytes waiting for upload, as of its last heartbeat.
     pub upload_lag_bytes: u64,
     /// Traffic of its partitions as the controller averages it.
@@ -62,6 +64,7 @@ impl Status {
                 epoch: w[1].parse()?,
                 state: w[2].to_string(),
                 partitions: w[4].parse()?,
+                committed_bytes: w.get(5).map_or(Ok(0), |v| v.parse())?,
                 upload_lag_bytes: w.get(6).map_or(Ok(0), |v| v.parse())?,
                 bytes_in_per_sec: w.get(8).map_or(Ok(0), |v| v.parse())?,
                 bytes_out_per_sec: w.get(9).map_or(Ok(0), |v| v.parse())?,

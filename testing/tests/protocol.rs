@@ -9,6 +9,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use floe_protocol::batch::build_batch;
 use floe_testing::raw::{call, closed, connect, read_frame, topic};
 use floe_testing::TestBroker;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -138,6 +139,100 @@ fn every_advertised_version_of_every_api_answers() {
         let r: InitProducerIdResponse = call(&mut s, ApiKey::InitProducerId, v, &req).unwrap();
         assert_eq!(r.error_code, 0, "InitProducerId v{v}");
         assert!(r.producer_id.0 >= 0);
+    }
+    let configs_of = |s: &mut std::net::TcpStream| -> Vec<(String, String)> {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("v2"))
+                .with_configuration_keys(None),
+        ]);
+        let r: DescribeConfigsResponse = call(s, ApiKey::DescribeConfigs, 4, &req).unwrap();
+        r.results[0]
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()).unwrap_or_default()))
+            .collect()
+    };
+    let config = |s: &mut std::net::TcpStream, k: &str| {
+        configs_of(s).into_iter().find(|(n, _)| n == k).map(|(_, v)| v).unwrap_or_default()
+    };
+    for v in range(ApiKey::AlterConfigs) {
+        let alter = |name: &str, kind: i8, key: &str, value: &str| {
+            AlterConfigsRequest::default().with_resources(vec![
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(kind)
+                    .with_resource_name(StrBytes::from_string(name.into()))
+                    .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                        .with_name(StrBytes::from_string(key.into()))
+                        .with_value(Some(StrBytes::from_string(value.into())))]),
+            ])
+        };
+        let ms = (1000 + i32::from(v)).to_string();
+        let r: AlterConfigsResponse =
+            call(&mut s, ApiKey::AlterConfigs, v, &alter("v2", 2, "retention.ms", &ms)).unwrap();
+        assert_eq!(r.responses[0].error_code, 0, "AlterConfigs v{v}");
+        assert_eq!(config(&mut s, "retention.ms"), ms, "AlterConfigs v{v} took effect");
+        let r: AlterConfigsResponse =
+            call(&mut s, ApiKey::AlterConfigs, v, &alter("v2", 2, "retention.ms", "soon")).unwrap();
+        assert_eq!(r.responses[0].error_code, ResponseError::InvalidConfig.code(), "AlterConfigs v{v}");
+        let r: AlterConfigsResponse =
+            call(&mut s, ApiKey::AlterConfigs, v, &alter("0", 4, "num.partitions", "3")).unwrap();
+        assert_eq!(r.responses[0].error_code, ResponseError::InvalidRequest.code(), "static broker configs");
+        let r: AlterConfigsResponse =
+            call(&mut s, ApiKey::AlterConfigs, v, &alter("nope", 2, "retention.ms", "1")).unwrap();
+        assert_eq!(r.responses[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+        assert_eq!(config(&mut s, "retention.ms"), ms, "a refused change changes nothing");
+    }
+    for v in range(ApiKey::IncrementalAlterConfigs) {
+        use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+        let op = |key: &str, op: i8, value: Option<&str>| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string(key.into()))
+                .with_config_operation(op)
+                .with_value(value.map(|x| StrBytes::from_string(x.into())))
+        };
+        let bytes = (5_000_000 + i32::from(v)).to_string();
+        let req =
+            IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("v2"))
+                .with_configs(vec![
+                    op("retention.bytes", 0, Some(&bytes)),
+                    op("cleanup.policy", 2, Some("compact")),
+                    op("retention.ms", 1, None),
+                ])]);
+        let r: IncrementalAlterConfigsResponse =
+            call(&mut s, ApiKey::IncrementalAlterConfigs, v, &req).unwrap();
+        assert_eq!(r.responses[0].error_code, 0, "IncrementalAlterConfigs v{v}");
+        assert_eq!(config(&mut s, "retention.bytes"), bytes);
+        assert_eq!(config(&mut s, "cleanup.policy"), "delete,compact", "appended to the default");
+        assert_eq!(config(&mut s, "retention.ms"), "604800000", "deleted: the default again");
+        let req =
+            IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("v2"))
+                .with_configs(vec![
+                    op("cleanup.policy", 3, Some("compact")),
+                    op("retention.ms", 2, Some("5")),
+                ])]);
+        let r: IncrementalAlterConfigsResponse =
+            call(&mut s, ApiKey::IncrementalAlterConfigs, v, &req).unwrap();
+        assert_eq!(r.responses[0].error_code, ResponseError::InvalidConfig.code(), "retention.ms is no list");
+        assert_eq!(config(&mut s, "cleanup.policy"), "delete,compact", "all or nothing");
+    }
+    for v in range(ApiKey::DeleteRecords) {
+        let to = 1 + i64::from(v);
+        let req = DeleteRecordsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+            delete_records_request::DeleteRecordsTopic::default().with_name(topic("v2")).with_partitions(
+                vec![delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(1)
+                    .with_offset(to)],
+            ),
+        ]);
+        let r: DeleteRecordsResponse = call(&mut s, ApiKey::DeleteRecords, v, &req).unwrap();
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.low_watermark), (0, to), "DeleteRecords v{v}");
     }
     for v in range(ApiKey::DeleteTopics) {
         let name = format!("v{}", 1 + v);

@@ -5,6 +5,7 @@
 //! out) or the broker stops.
 
 mod placement;
+pub mod retention;
 pub mod service;
 mod term;
 
@@ -36,6 +37,19 @@ pub struct ControllerSettings {
     pub controller_lease: Duration,
     /// How often the balancer looks for a fairer spread of partitions.
     pub balance_interval: Duration,
+    /// Retention for topics that do not set their own.
+    pub retention: retention::Defaults,
+    /// How often retention runs. Shorter: the bucket follows the retention
+    /// settings more closely; longer: fewer metadata entries.
+    pub retention_check_interval: Duration,
+    /// How long an object nothing reads stays before it is deleted. Shorter:
+    /// the bucket shrinks sooner; longer: a slow reader that found an
+    /// object just before a trim still gets it.
+    pub object_delete_delay: Duration,
+    /// How often the bucket is listed for objects no metadata knows (left
+    /// by uploads whose commit never came). Each sweep costs one LIST per
+    /// 1,000 objects.
+    pub orphan_sweep_interval: Duration,
 }
 
 impl Default for ControllerSettings {
@@ -44,6 +58,10 @@ impl Default for ControllerSettings {
             broker_lease: Duration::from_secs(3),
             controller_lease: Duration::from_secs(3),
             balance_interval: Duration::from_secs(2),
+            retention: retention::Defaults::default(),
+            retention_check_interval: Duration::from_secs(300),
+            object_delete_delay: Duration::from_secs(60),
+            orphan_sweep_interval: Duration::from_secs(600),
         }
     }
 }

@@ -63,6 +63,7 @@ pub struct Term {
     stop: watch::Sender<bool>,
 }
 
+mod cleanup;
 mod duties;
 
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEvent, Status>> + Send>>;
@@ -514,6 +515,10 @@ impl Term {
             Op::MovePartition(m) => self.move_partition(m).await?,
             Op::DrainBroker(d) => self.drain(d.broker_id).await?,
             Op::Status(_) => return Ok(self.status()),
+            Op::TrimStreams(t) => {
+                let trims = t.trims.iter().map(|t| (t.stream, t.start_offset)).collect();
+                self.log.append(vec![MetaRecord::StreamsTrimmed { trims }]).await.map_err(status)?
+            }
         };
         Ok(proto::AdminResponse { seq: state.seq, ..Default::default() })
     }

@@ -34,22 +34,28 @@ pub struct Entry {
 
 const ENFORCED: &str = "Enforced by Floe.";
 const STORED: &str = "Stored and returned; not yet enforced by Floe.";
+const DELETE_ONLY: &str = "delete is enforced by Floe (retention); compact is stored but not yet enforced.";
 
 /// Every topic config with its value: set on the topic, else the default.
 pub fn topic_config_entries(broker: &Broker, set: &BTreeMap<String, String>) -> Vec<Entry> {
     TOPIC_CONFIGS
         .iter()
         .map(|d| {
-            let default = if d.name == "max.message.bytes" {
-                broker.config.message_max_bytes.to_string()
-            } else {
-                d.default.to_string()
+            let default = match d.name {
+                "max.message.bytes" => broker.config.message_max_bytes.to_string(),
+                "retention.ms" => broker.config.log_retention_ms.to_string(),
+                "retention.bytes" => broker.config.log_retention_bytes.to_string(),
+                _ => d.default.to_string(),
             };
             let (value, source) = match set.get(d.name) {
                 Some(v) => (v.clone(), DYNAMIC_TOPIC_CONFIG),
                 None => (default, DEFAULT_CONFIG),
             };
-            let doc = if d.in_effect { ENFORCED } else { STORED };
+            let doc = match d.name {
+                "cleanup.policy" => DELETE_ONLY,
+                _ if d.in_effect => ENFORCED,
+                _ => STORED,
+            };
             Entry { name: d.name, value, source, kind: d.kind, read_only: false, doc }
         })
         .collect()
@@ -80,6 +86,13 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
         e("floe.object.store", c.object_store.clone(), Kind::OneOf(&[])),
         e("floe.upload.interval.ms", c.upload_interval.as_millis().to_string(), Kind::Long { min: 1 }),
         e("floe.upload.bytes", c.upload_bytes.to_string(), Kind::Long { min: 1 }),
+        e("log.retention.ms", c.log_retention_ms.to_string(), Kind::Long { min: -1 }),
+        e("log.retention.bytes", c.log_retention_bytes.to_string(), Kind::Long { min: -1 }),
+        e(
+            "log.retention.check.interval.ms",
+            c.log_retention_check_interval.as_millis().to_string(),
+            Kind::Long { min: 1 },
+        ),
     ]
 }
 

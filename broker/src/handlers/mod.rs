@@ -3,8 +3,10 @@
 //! Kafka error codes in the response, never panics.
 
 pub mod admin;
+pub mod alter_configs;
 pub mod api_versions;
 pub mod configs;
+pub mod delete_records;
 pub mod fetch;
 pub mod groups;
 pub mod leader_epoch;
@@ -69,6 +71,8 @@ pub async fn handle(broker: &Arc<Broker>, frame: RequestFrame, peer: SocketAddr)
         ApiKey::DeleteTopics => admin::delete_topics(broker, &frame).await,
         ApiKey::CreatePartitions => admin::create_partitions(broker, &frame).await,
         ApiKey::DescribeConfigs => configs::describe_configs(broker, &frame),
+        ApiKey::AlterConfigs => alter_configs::alter_configs(broker, &frame).await,
+        ApiKey::IncrementalAlterConfigs => alter_configs::incremental_alter_configs(broker, &frame).await,
         ApiKey::InitProducerId => producer_id::init_producer_id(broker, &frame).await,
         ApiKey::FindCoordinator => groups::find_coordinator(broker, &frame).await,
         ApiKey::JoinGroup => groups::join_group(broker, &frame, peer).await,
@@ -82,6 +86,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: RequestFrame, peer: SocketAddr)
         ApiKey::OffsetFetch => offsets::offset_fetch(broker, &frame),
         ApiKey::OffsetDelete => offsets::offset_delete(broker, &frame).await,
         ApiKey::OffsetForLeaderEpoch => leader_epoch::handle(broker, &frame),
+        ApiKey::DeleteRecords => delete_records::handle(broker, &frame).await,
         // `RequestFrame::parse` lets through only the APIs in the table above.
         other => Reply::Close(format!("{other:?} is not served")),
     }

@@ -148,6 +148,11 @@ pub struct MetadataLog {
 }
 
 impl MetadataLog {
+    /// The bucket the log (and the data it indexes) lives in.
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
     /// Loads the log to its end and writes this term's `ControllerElected`.
     /// Fails with `Deposed` if a newer term already wrote.
     pub async fn open(bucket: Bucket, writer_id: i32, term: u64, lease: Arc<dyn WriteLease>) -> Result<Self> {

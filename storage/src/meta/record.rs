@@ -142,6 +142,16 @@ pub enum MetaRecord {
     MovesStarted {
         moves: Vec<(StreamId, i32)>,
     },
+    /// Streams' log start offsets move forward (retention, DeleteRecords):
+    /// ranges wholly below them are dropped, and an object no stream reads
+    /// any more becomes garbage.
+    StreamsTrimmed {
+        trims: Vec<(StreamId, i64)>,
+    },
+    /// Garbage objects were deleted from the bucket.
+    ObjectsDeleted {
+        keys: Vec<String>,
+    },
     /// A fenced broker's WAL is to be read by `recoverer`, a live broker that
     /// can reach its directory, before its streams are served elsewhere.
     WalRecoveryStarted {

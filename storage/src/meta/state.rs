@@ -12,6 +12,7 @@ use imbl::{OrdMap, Vector};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
+use crate::meta::objects::{kept, ObjectMeta};
 use crate::meta::record::{Assignment, BrokerAddress, MetaRecord, ProducerSnapshot, TopicMeta};
 use crate::object::ObjectRange;
 use crate::StreamId;
@@ -80,6 +81,12 @@ pub struct MetaState {
     pub streams: OrdMap<StreamId, StreamMeta>,
     pub next_stream_id: StreamId,
     pub next_producer_id: i64,
+    /// Objects that committed ranges point into.
+    #[serde(default)]
+    pub objects: OrdMap<String, ObjectMeta>,
+    /// Objects nothing reads any more, with their sizes: to be deleted.
+    #[serde(default)]
+    pub garbage: OrdMap<String, u64>,
 }
 
 fn no_broker() -> i32 {
@@ -96,6 +103,7 @@ impl MetaState {
         for (id, epoch) in std::mem::take(&mut self.broker_epochs) {
             self.brokers.entry(id).or_insert(BrokerMeta { epoch, fenced: true, ..BrokerMeta::default() });
         }
+        self.rebuild_objects();
     }
 
     /// The live (registered, not fenced) incarnation of `broker_id`.
@@ -237,6 +245,23 @@ impl MetaState {
                     self.check_range(*broker_id, key, r)?;
                 }
             }
+            MetaRecord::StreamsTrimmed { trims } => {
+                for (stream, start) in trims {
+                    // A stream deleted meanwhile has nothing left to trim.
+                    let Some(s) = self.streams.get(stream) else { continue };
+                    if *start > s.end_offset {
+                        return Err(StorageError::Invalid(format!(
+                            "stream {stream}: start offset {start} is past its committed end {}",
+                            s.end_offset
+                        )));
+                    }
+                }
+            }
+            MetaRecord::ObjectsDeleted { keys } => {
+                if let Some(k) = keys.iter().find(|k| !self.garbage.contains_key(*k)) {
+                    return Err(StorageError::Invalid(format!("object {k} is not garbage")));
+                }
+            }
             MetaRecord::MovesStarted { moves } => {
                 for (stream, to) in moves {
                     let Some(s) = self.streams.get(stream) else {
@@ -287,7 +312,9 @@ impl MetaState {
             MetaRecord::TopicDeleted { name } => {
                 if let Some(t) = self.topics.remove(name) {
                     for id in t.streams {
-                        self.streams.remove(&id);
+                        if let Some(s) = self.streams.remove(&id) {
+                            self.release_stream(&s);
+                        }
                     }
                 }
             }
@@ -305,8 +332,18 @@ impl MetaState {
                     t.configs = configs.clone();
                 }
             }
-            MetaRecord::ObjectCommitted { key, ranges, producers, .. } => {
-                self.add_ranges(key, ranges, producers)
+            MetaRecord::ObjectCommitted { key, size, ranges, producers, .. } => {
+                self.add_ranges(key, *size, ranges, producers)
+            }
+            MetaRecord::StreamsTrimmed { trims } => {
+                for (stream, start) in trims {
+                    self.trim_stream(*stream, *start);
+                }
+            }
+            MetaRecord::ObjectsDeleted { keys } => {
+                for k in keys {
+                    self.garbage.remove(k);
+                }
             }
             MetaRecord::WalRecoveryStarted { broker_id, recoverer, .. } => {
                 if let Some(b) = self.brokers.get_mut(broker_id) {
@@ -314,7 +351,8 @@ impl MetaState {
                 }
             }
             MetaRecord::WalRecovered { broker_id, key, ranges, producers, .. } => {
-                self.add_ranges(key, ranges, producers);
+                let size = ranges.iter().map(|r| r.length).sum();
+                self.add_ranges(key, size, ranges, producers);
                 if let Some(b) = self.brokers.get_mut(broker_id) {
                     b.recovery = None;
                     b.wal_recovered = true;
@@ -345,14 +383,27 @@ impl MetaState {
         }
     }
 
-    fn add_ranges(&mut self, key: &str, ranges: &[ObjectRange], producers: &[(StreamId, ProducerSnapshot)]) {
+    fn add_ranges(
+        &mut self,
+        key: &str,
+        size: u64,
+        ranges: &[ObjectRange],
+        producers: &[(StreamId, ProducerSnapshot)],
+    ) {
+        let mut live = 0;
         for r in ranges {
             if let Some(s) = self.streams.get_mut(&r.stream) {
                 s.end_offset = r.end_offset;
-                s.bytes += r.length;
-                s.ranges.push_back((key.to_string(), r.clone()));
+                // Trims stop at the committed end, so a new range is kept;
+                // were one wholly below the start, no reader would need it.
+                if kept(s, r) {
+                    s.bytes += r.length;
+                    s.ranges.push_back((key.to_string(), r.clone()));
+                    live += 1;
+                }
             }
         }
+        self.add_object(key, size, live);
         for (stream, p) in producers {
             if let Some(s) = self.streams.get_mut(stream) {
                 s.producers.insert(p.producer_id, p.clone());

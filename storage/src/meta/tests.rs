@@ -202,7 +202,52 @@ mod properties {
             }),
             (0..5u64, 1..4u64, 1..5u32, 0..3i64, 1..3i64)
                 .prop_map(|(s, be, e, start, len)| commit(be, vec![range(s, e, start, start + len)])),
+            (0..5u64, 0..6i64).prop_map(|(s, at)| MetaRecord::StreamsTrimmed { trims: vec![(s, at)] }),
+            (0..4u8).prop_map(|k| MetaRecord::ObjectsDeleted { keys: vec![format!("o{k}")] }),
         ]
+    }
+
+    /// A record as proposed, or a commit shaped to continue the current
+    /// state (so that applying commits, not only refusing them, is explored).
+    #[derive(Debug, Clone)]
+    enum Op {
+        Propose(MetaRecord),
+        CommitNext { streams: Vec<StreamId>, len: i64, key: u8 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => record().prop_map(Op::Propose),
+            1 => (proptest::collection::vec(0..5u64, 1..3), 1..4i64, 0..4u8)
+                .prop_map(|(streams, len, key)| Op::CommitNext { streams, len, key }),
+        ]
+    }
+
+    fn realize(state: &MetaState, op: &Op) -> MetaRecord {
+        match op {
+            Op::Propose(r) => r.clone(),
+            Op::CommitNext { streams, len, key } => {
+                let mut streams = streams.clone();
+                streams.sort_unstable();
+                streams.dedup();
+                let ranges = streams
+                    .iter()
+                    .map(|id| {
+                        let s = state.streams.get(id).cloned().unwrap_or_default();
+                        range(*id, s.epoch, s.end_offset, s.end_offset + len)
+                    })
+                    .collect();
+                let epoch = state.brokers.get(&0).map_or(1, |b| b.epoch);
+                MetaRecord::ObjectCommitted {
+                    key: format!("o{key}"),
+                    size: 100,
+                    broker_id: 0,
+                    broker_epoch: epoch,
+                    ranges,
+                    producers: vec![],
+                }
+            }
+        }
     }
 
     proptest! {
@@ -210,9 +255,10 @@ mod properties {
         /// ranges contiguous and ending at the stream's end, owners live when
         /// assigned, every topic's streams present.
         #[test]
-        fn validated_records_keep_the_state_consistent(records in proptest::collection::vec(record(), 1..60)) {
+        fn validated_records_keep_the_state_consistent(ops in proptest::collection::vec(op(), 1..80)) {
             let mut state = MetaState::default();
-            for r in &records {
+            for op in &ops {
+                let r = &realize(&state, op);
                 let before = state.clone();
                 if state.validate(r).is_ok() {
                     state.apply(r);
@@ -224,14 +270,25 @@ mod properties {
                         prop_assert!(state.streams.contains_key(s));
                     }
                 }
+                let mut refs: BTreeMap<String, u32> = BTreeMap::new();
                 for s in state.streams.values() {
                     let mut at = s.ranges.front().map_or(s.end_offset, |(_, r)| r.start_offset);
-                    for (_, r) in s.ranges.iter() {
+                    prop_assert!(s.start_offset <= s.end_offset);
+                    for (key, r) in s.ranges.iter() {
                         prop_assert_eq!(r.start_offset, at);
+                        prop_assert!(r.end_offset > s.start_offset, "a trimmed range stays");
                         at = r.end_offset;
+                        *refs.entry(key.clone()).or_default() += 1;
                     }
                     prop_assert_eq!(at, s.end_offset);
+                    prop_assert_eq!(s.bytes, s.ranges.iter().map(|(_, r)| r.length).sum::<u64>());
                 }
+                // The registry counts exactly the ranges that point into each
+                // object; an object is either needed or garbage, never both.
+                let registered: BTreeMap<String, u32> =
+                    state.objects.iter().map(|(k, o)| (k.clone(), o.ranges)).collect();
+                prop_assert_eq!(&refs, &registered);
+                prop_assert!(state.objects.keys().all(|k| !state.garbage.contains_key(k)));
             }
         }
     }

@@ -16,6 +16,11 @@ impl Term {
     pub(super) async fn maintain(self: Arc<Self>) {
         let mut stop = self.stop.subscribe();
         let mut last_balance = Instant::now();
+        let mut last_retention = Instant::now();
+        // The first sweep waits a full interval: a broker that registered a
+        // moment before this term may still be about to commit.
+        let mut last_sweep = Instant::now();
+        let mut garbage_seen = std::collections::HashMap::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -37,6 +42,21 @@ impl Term {
                 last_balance = Instant::now();
                 if let Err(error) = self.balance_once().await {
                     tracing::warn!(%error, "balancing failed");
+                }
+            }
+            if last_retention.elapsed() >= self.settings.retention_check_interval {
+                last_retention = Instant::now();
+                if let Err(error) = self.apply_retention().await {
+                    tracing::warn!(%error, "applying retention failed");
+                }
+            }
+            if let Err(error) = self.delete_garbage(&mut garbage_seen).await {
+                tracing::warn!(%error, "deleting garbage objects failed");
+            }
+            if last_sweep.elapsed() >= self.settings.orphan_sweep_interval {
+                last_sweep = Instant::now();
+                if let Err(error) = self.sweep_orphans().await {
+                    tracing::warn!(%error, "sweeping the bucket for orphaned objects failed");
                 }
             }
         }
