@@ -43,8 +43,15 @@ pub async fn run(config: &BrokerConfig, action: ClusterAction) -> anyhow::Result
     match action {
         ClusterAction::Status => {
             out.push_str(&format!(
-                "controller {} term {} metadata seq {} moving {} unassigned {}\n",
-                resp.controller, resp.term, resp.seq, resp.moving, resp.unassigned
+                "controller {} term {} metadata seq {} moving {} unassigned {} objects {} ranges {} garbage {}\n",
+                resp.controller,
+                resp.term,
+                resp.seq,
+                resp.moving,
+                resp.unassigned,
+                resp.objects,
+                resp.ranges,
+                resp.garbage
             ));
             out.push_str("broker  epoch  state     address                 partitions  committed_bytes  upload_lag_bytes  applied_seq  bytes_in/s  bytes_out/s\n");
             for b in &resp.brokers {

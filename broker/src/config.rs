@@ -71,6 +71,10 @@ pub struct Args {
     /// file.delete.delay.ms [default: 60000].
     #[arg(long, env = "FLOE_OBJECT_DELETE_DELAY_MS")]
     pub object_delete_delay_ms: Option<u64>,
+    /// How often this broker looks for small objects of its partitions to
+    /// merge; 0 turns compaction off [default: 10000].
+    #[arg(long, env = "FLOE_COMPACTION_INTERVAL_MS")]
+    pub compaction_interval_ms: Option<u64>,
     /// This broker's id, unique in the cluster [default: 0].
     #[arg(long, env = "FLOE_BROKER_ID")]
     pub broker_id: Option<i32>,
@@ -146,6 +150,7 @@ pub struct BrokerConfig {
     pub log_retention_bytes: i64,
     pub log_retention_check_interval: Duration,
     pub object_delete_delay: Duration,
+    pub compaction_interval: Duration,
 }
 
 impl BrokerConfig {
@@ -200,6 +205,7 @@ impl BrokerConfig {
                 300_000
             )),
             object_delete_delay: Duration::from_millis(pick!(object_delete_delay_ms, 60_000)),
+            compaction_interval: Duration::from_millis(pick!(compaction_interval_ms, 10_000)),
         };
         config.validate()?;
         Ok(config)

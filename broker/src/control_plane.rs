@@ -163,6 +163,19 @@ impl ControlPlane {
         .await
     }
 
+    pub async fn commit_compaction(
+        &self,
+        req: proto::CompactionRequest,
+    ) -> Result<proto::CompactionResponse, Status> {
+        self.unary(
+            req,
+            Duration::from_secs(10),
+            |t, r| async move { t.commit_compaction(r).await },
+            |mut c, r| async move { c.commit_compaction(request(r)).await },
+        )
+        .await
+    }
+
     pub async fn allocate_producer_ids(
         &self,
         req: proto::AllocateProducerIdsRequest,

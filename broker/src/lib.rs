@@ -2,6 +2,7 @@
 
 pub mod broker;
 pub mod cluster_cli;
+pub mod compaction;
 pub mod config;
 pub mod connection;
 pub mod control_plane;

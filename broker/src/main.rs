@@ -153,6 +153,14 @@ async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     member.attach_store(store.clone());
     let broker = Arc::new(Broker::new(config, store.clone(), member.clone(), producers));
     ownership::start(&broker).await;
+    let compactor = (!broker.config.compaction_interval.is_zero()).then(|| {
+        tokio::spawn(floe_broker::compaction::run(
+            broker.clone(),
+            floe_storage::compaction::CompactionConfig::default(),
+            broker.config.compaction_interval,
+            stop_rx.clone(),
+        ))
+    });
     let follower = {
         let b = broker.clone();
         tokio::spawn(member.clone().follow(stop_rx.clone(), move || {
@@ -202,6 +210,9 @@ async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = follower.await;
+        if let Some(c) = compactor {
+            let _ = c.await;
+        }
         let _ = heartbeat.await;
         let _ = election.await;
         let _ = rpc_server.await;

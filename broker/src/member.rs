@@ -220,6 +220,15 @@ impl Member {
     async fn apply(&self, event: proto::WatchEvent) -> Result<(), StorageError> {
         if event.reload {
             let state = meta::load(&self.bucket).await?;
+            // Whatever happened meanwhile (compactions among it), this
+            // broker's copies of its streams follow the metadata.
+            if let Some(store) = self.store.get() {
+                for (id, _) in store.stream_epochs() {
+                    if let Some(s) = state.streams.get(&id) {
+                        store.resync_ranges(id, s);
+                    }
+                }
+            }
             self.set_state(state);
             return Ok(());
         }
@@ -236,6 +245,19 @@ impl Member {
         let entry = LogEntry::decode(&event.entry)
             .map_err(|e| StorageError::CorruptMetadata { seq: event.seq, reason: e.to_string() })?;
         meta::log::apply_entry(&mut state, event.seq, &entry)?;
+        // A compaction moved ranges to a new object: reads here follow it
+        // (the old objects are deleted once nothing has read them a while).
+        if let Some(store) = self.store.get() {
+            for r in &entry.records {
+                if let meta::MetaRecord::ObjectCompacted { runs, .. } = r {
+                    for run in runs {
+                        if let Some(s) = state.streams.get(&run.stream) {
+                            store.resync_ranges(run.stream, s);
+                        }
+                    }
+                }
+            }
+        }
         self.set_state(state);
         Ok(())
     }

@@ -10,6 +10,7 @@
 
 mod block_cache;
 pub mod cas;
+pub mod compaction;
 pub mod config;
 pub mod error;
 pub mod latency;

@@ -38,8 +38,9 @@ pub struct ObjectBuilder {
 }
 
 impl ObjectBuilder {
-    /// Adds `stream`'s batches covering `[start_offset, end_offset)`. Streams
-    /// must be added in increasing id order, each once.
+    /// Adds `stream`'s batches covering `[start_offset, end_offset)` and
+    /// returns where they went. Ranges go in stream order, then offset order
+    /// (a compaction writes several ranges of one stream).
     pub fn add_stream(
         &mut self,
         stream: StreamId,
@@ -48,8 +49,11 @@ impl ObjectBuilder {
         end_offset: i64,
         max_timestamp: i64,
         batches: &[Bytes],
-    ) {
-        debug_assert!(self.ranges.last().is_none_or(|r| r.stream < stream));
+    ) -> ObjectRange {
+        debug_assert!(self
+            .ranges
+            .last()
+            .is_none_or(|r| r.stream < stream || (r.stream == stream && r.end_offset <= start_offset)));
         let position = self.data.len() as u64;
         for b in batches {
             self.data.extend_from_slice(b);
@@ -63,6 +67,7 @@ impl ObjectBuilder {
             length: self.data.len() as u64 - position,
             max_timestamp,
         });
+        self.ranges.last().expect("just pushed").clone()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -289,7 +289,7 @@ impl StreamStore {
         self.inner.fenced.load(Ordering::Acquire)
     }
 
-    fn stream(&self, id: StreamId) -> Result<Arc<Stream>> {
+    pub(crate) fn stream(&self, id: StreamId) -> Result<Arc<Stream>> {
         let streams = self.inner.streams.read().expect("streams lock poisoned");
         streams.get(&id).cloned().ok_or(StorageError::UnknownStream(id))
     }

@@ -32,6 +32,10 @@ pub struct Status {
     pub controller: i32,
     pub moving: u32,
     pub unassigned: u32,
+    /// Live objects, ranges pointing into them, objects awaiting deletion.
+    pub objects: u64,
+    pub ranges: u64,
+    pub garbage: u64,
     pub brokers: BTreeMap<i32, BrokerRow>,
 }
 
@@ -52,6 +56,9 @@ impl Status {
             controller: field("controller")? as i32,
             moving: field("moving")? as u32,
             unassigned: field("unassigned")? as u32,
+            objects: field("objects").unwrap_or(0) as u64,
+            ranges: field("ranges").unwrap_or(0) as u64,
+            garbage: field("garbage").unwrap_or(0) as u64,
             brokers: BTreeMap::new(),
         };
         for line in lines.skip(1) {

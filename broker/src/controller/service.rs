@@ -49,6 +49,14 @@ impl controller_server::Controller for ControllerService {
         Ok(Response::new(to_the_end(async move { term.commit(r).await }).await?))
     }
 
+    async fn commit_compaction(
+        &self,
+        r: Request<proto::CompactionRequest>,
+    ) -> Result<Response<proto::CompactionResponse>, Status> {
+        let (term, r) = (self.term()?, r.into_inner());
+        Ok(Response::new(to_the_end(async move { term.commit_compaction(r).await }).await?))
+    }
+
     async fn allocate_producer_ids(
         &self,
         r: Request<proto::AllocateProducerIdsRequest>,

@@ -64,6 +64,7 @@ pub struct Term {
 }
 
 mod cleanup;
+mod compaction;
 mod duties;
 
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEvent, Status>> + Send>>;
@@ -713,6 +714,9 @@ impl Term {
             term: state.term,
             moving: state.streams.values().filter(|s| s.moving_to.is_some()).count() as u32,
             unassigned: state.streams.values().filter(|s| s.owner.is_none()).count() as u32,
+            objects: state.objects.len() as u64,
+            ranges: state.objects.values().map(|o| u64::from(o.ranges)).sum(),
+            garbage: state.garbage.len() as u64,
         }
     }
 }

@@ -12,7 +12,9 @@ pub mod state;
 pub use lease::{ControllerLease, LeaseRecord};
 pub use log::{load, MetadataLog, WriteLease};
 pub use objects::ObjectMeta;
-pub use record::{Assignment, BrokerAddress, LogEntry, MetaRecord, ProducerSnapshot, TopicMeta};
+pub use record::{
+    Assignment, BrokerAddress, CompactedRun, LogEntry, MetaRecord, ProducerSnapshot, TopicMeta,
+};
 pub use state::{BrokerMeta, MetaState, StreamMeta};
 
 #[cfg(test)]

@@ -148,6 +148,17 @@ pub enum MetaRecord {
     StreamsTrimmed {
         trims: Vec<(StreamId, i64)>,
     },
+    /// A compaction rewrote runs of streams' ranges into one new object: each
+    /// run's ranges are replaced by the new ones covering the same offsets.
+    /// A run whose stream changed owner or epoch, or whose ranges are no
+    /// longer exactly those (trimmed, already compacted), is skipped alone.
+    ObjectCompacted {
+        key: String,
+        size: u64,
+        broker_id: i32,
+        broker_epoch: u64,
+        runs: Vec<CompactedRun>,
+    },
     /// Garbage objects were deleted from the bucket.
     ObjectsDeleted {
         keys: Vec<String>,
@@ -172,6 +183,18 @@ pub enum MetaRecord {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         producers: Vec<(StreamId, ProducerSnapshot)>,
     },
+}
+
+/// One stream's part of a compaction: `[start_offset, end_offset)`, read
+/// from its old ranges while the stream was at `stream_epoch`, now at
+/// `ranges` in the new object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactedRun {
+    pub stream: StreamId,
+    pub stream_epoch: u32,
+    pub start_offset: i64,
+    pub end_offset: i64,
+    pub ranges: Vec<ObjectRange>,
 }
 
 /// One log entry as stored: who wrote it, in which term, and a nonce that

@@ -257,6 +257,18 @@ impl MetaState {
                     }
                 }
             }
+            MetaRecord::ObjectCompacted { key, broker_id, broker_epoch, .. } => {
+                // Runs are checked one by one when applied; the writer must
+                // be the live incarnation, and the key new.
+                if self.live_broker(*broker_id).map(|b| b.epoch) != Some(*broker_epoch) {
+                    return Err(fenced(format!(
+                        "compaction {key} by broker {broker_id} at stale epoch {broker_epoch}"
+                    )));
+                }
+                if self.objects.contains_key(key) || self.garbage.contains_key(key) {
+                    return Err(StorageError::Invalid(format!("object {key} is already known")));
+                }
+            }
             MetaRecord::ObjectsDeleted { keys } => {
                 if let Some(k) = keys.iter().find(|k| !self.garbage.contains_key(*k)) {
                     return Err(StorageError::Invalid(format!("object {k} is not garbage")));
@@ -340,6 +352,9 @@ impl MetaState {
                     self.trim_stream(*stream, *start);
                 }
             }
+            MetaRecord::ObjectCompacted { key, size, broker_id, runs, .. } => {
+                self.apply_compaction(key, *size, *broker_id, runs)
+            }
             MetaRecord::ObjectsDeleted { keys } => {
                 for k in keys {
                     self.garbage.remove(k);
@@ -390,7 +405,7 @@ impl MetaState {
         ranges: &[ObjectRange],
         producers: &[(StreamId, ProducerSnapshot)],
     ) {
-        let mut live = 0;
+        let (mut live, mut live_bytes) = (0, 0);
         for r in ranges {
             if let Some(s) = self.streams.get_mut(&r.stream) {
                 s.end_offset = r.end_offset;
@@ -400,10 +415,11 @@ impl MetaState {
                     s.bytes += r.length;
                     s.ranges.push_back((key.to_string(), r.clone()));
                     live += 1;
+                    live_bytes += r.length;
                 }
             }
         }
-        self.add_object(key, size, live);
+        self.add_object(key, size, live, live_bytes);
         for (stream, p) in producers {
             if let Some(s) = self.streams.get_mut(stream) {
                 s.producers.insert(p.producer_id, p.clone());

@@ -212,7 +212,20 @@ mod properties {
     #[derive(Debug, Clone)]
     enum Op {
         Propose(MetaRecord),
-        CommitNext { streams: Vec<StreamId>, len: i64, key: u8 },
+        CommitNext {
+            streams: Vec<StreamId>,
+            len: i64,
+            key: u8,
+        },
+        /// Merge `skip..skip+n` of a stream's ranges into one (stale on purpose
+        /// when the epoch is off).
+        CompactNext {
+            stream: StreamId,
+            skip: usize,
+            n: usize,
+            stale_epoch: bool,
+            key: u16,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -220,6 +233,9 @@ mod properties {
             3 => record().prop_map(Op::Propose),
             1 => (proptest::collection::vec(0..5u64, 1..3), 1..4i64, 0..4u8)
                 .prop_map(|(streams, len, key)| Op::CommitNext { streams, len, key }),
+            1 => (0..5u64, 0..2usize, 1..4usize, proptest::bool::weighted(0.2), any::<u16>()).prop_map(
+                |(stream, skip, n, stale_epoch, key)| Op::CompactNext { stream, skip, n, stale_epoch, key }
+            ),
         ]
     }
 
@@ -247,6 +263,35 @@ mod properties {
                     producers: vec![],
                 }
             }
+            Op::CompactNext { stream, skip, n, stale_epoch, key } => {
+                // Among the streams that hold ranges, so that most runs fit.
+                let with_ranges: Vec<StreamId> =
+                    state.streams.iter().filter(|(_, s)| !s.ranges.is_empty()).map(|(id, _)| *id).collect();
+                let stream =
+                    &with_ranges.get(*stream as usize % with_ranges.len().max(1)).copied().unwrap_or(*stream);
+                let s = state.streams.get(stream).cloned().unwrap_or_default();
+                let picked: Vec<ObjectRange> =
+                    s.ranges.iter().skip(*skip).take(*n).map(|(_, r)| r.clone()).collect();
+                let (start, end) = match (picked.first(), picked.last()) {
+                    (Some(a), Some(b)) => (a.start_offset, b.end_offset),
+                    _ => (0, 1),
+                };
+                let mut merged = range(*stream, s.epoch, start, end);
+                merged.length = picked.iter().map(|r| r.length).sum::<u64>().max(1);
+                MetaRecord::ObjectCompacted {
+                    key: format!("c{key}"),
+                    size: 200,
+                    broker_id: 0,
+                    broker_epoch: state.brokers.get(&0).map_or(1, |b| b.epoch),
+                    runs: vec![CompactedRun {
+                        stream: *stream,
+                        stream_epoch: s.epoch + u32::from(*stale_epoch),
+                        start_offset: start,
+                        end_offset: end,
+                        ranges: vec![merged],
+                    }],
+                }
+            }
         }
     }
 
@@ -271,6 +316,7 @@ mod properties {
                     }
                 }
                 let mut refs: BTreeMap<String, u32> = BTreeMap::new();
+                let mut live: BTreeMap<String, u64> = BTreeMap::new();
                 for s in state.streams.values() {
                     let mut at = s.ranges.front().map_or(s.end_offset, |(_, r)| r.start_offset);
                     prop_assert!(s.start_offset <= s.end_offset);
@@ -279,6 +325,7 @@ mod properties {
                         prop_assert!(r.end_offset > s.start_offset, "a trimmed range stays");
                         at = r.end_offset;
                         *refs.entry(key.clone()).or_default() += 1;
+                        *live.entry(key.clone()).or_default() += r.length;
                     }
                     prop_assert_eq!(at, s.end_offset);
                     prop_assert_eq!(s.bytes, s.ranges.iter().map(|(_, r)| r.length).sum::<u64>());
@@ -288,6 +335,9 @@ mod properties {
                 let registered: BTreeMap<String, u32> =
                     state.objects.iter().map(|(k, o)| (k.clone(), o.ranges)).collect();
                 prop_assert_eq!(&refs, &registered);
+                let registered: BTreeMap<String, u64> =
+                    state.objects.iter().map(|(k, o)| (k.clone(), o.live_bytes)).collect();
+                prop_assert_eq!(&live, &registered);
                 prop_assert!(state.objects.keys().all(|k| !state.garbage.contains_key(k)));
             }
         }
@@ -312,4 +362,71 @@ async fn concurrent_appends_share_entries_and_fail_alone() {
     // The first proposal's PUT is in flight while the others queue.
     assert!(state.seq - before < 22, "22 proposals took {} entries", state.seq - before);
     assert_eq!(load(&bucket(dir.path())).await.unwrap(), *state);
+}
+
+#[test]
+fn a_compaction_replaces_exact_runs_of_the_owner_and_skips_stale_ones() {
+    let mut state = MetaState::default();
+    let assign = |stream| Assignment { stream, owner: 0, epoch: 1, producers: None };
+    let commit = |key: &str, ranges: Vec<ObjectRange>| MetaRecord::ObjectCommitted {
+        key: key.into(),
+        size: 100,
+        broker_id: 0,
+        broker_epoch: 1,
+        ranges,
+        producers: vec![],
+    };
+    state
+        .apply_all(&[
+            register(0, 1),
+            topic("t", vec![0, 1]),
+            MetaRecord::StreamsAssigned { assignments: vec![assign(0), assign(1)] },
+            commit("u1", vec![range(0, 1, 0, 5), range(1, 1, 0, 2)]),
+            commit("u2", vec![range(0, 1, 5, 9), range(1, 1, 2, 4)]),
+            commit("u3", vec![range(0, 1, 9, 12)]),
+        ])
+        .unwrap();
+    let run = |stream, stream_epoch, start, end| CompactedRun {
+        stream,
+        stream_epoch,
+        start_offset: start,
+        end_offset: end,
+        ranges: vec![ObjectRange { length: 20, ..range(stream, 1, start, end) }],
+    };
+    // Stream 0's first two ranges, stream 1 at a stale epoch, and a run that
+    // does not end at a range boundary: only the first applies.
+    let compacted = MetaRecord::ObjectCompacted {
+        key: "c1".into(),
+        size: 60,
+        broker_id: 0,
+        broker_epoch: 1,
+        runs: vec![run(0, 1, 0, 9), run(1, 0, 0, 4), run(1, 1, 0, 3)],
+    };
+    state.apply_all(&[compacted]).unwrap();
+    let s0: Vec<(&str, i64, i64)> =
+        state.streams[&0].ranges.iter().map(|(k, r)| (k.as_str(), r.start_offset, r.end_offset)).collect();
+    assert_eq!(s0, vec![("c1", 0, 9), ("u3", 9, 12)]);
+    assert_eq!(state.streams[&1].ranges.len(), 2, "stale and misaligned runs change nothing");
+    assert_eq!((state.objects["c1"].ranges, state.objects["c1"].live_bytes), (1, 20));
+    assert_eq!((state.objects["u1"].ranges, state.objects["u2"].ranges), (1, 1), "stream 1 still reads them");
+    // Stream 1's ranges go too: u1 and u2 are garbage now.
+    let again = MetaRecord::ObjectCompacted {
+        key: "c2".into(),
+        size: 20,
+        broker_id: 0,
+        broker_epoch: 1,
+        runs: vec![run(1, 1, 0, 4)],
+    };
+    state.apply_all(&[again]).unwrap();
+    assert!(state.garbage.contains_key("u1") && state.garbage.contains_key("u2"));
+    assert!(state.objects.contains_key("u3"));
+    // A fenced incarnation's compaction is refused whole.
+    let zombie = MetaRecord::ObjectCompacted {
+        key: "c3".into(),
+        size: 1,
+        broker_id: 0,
+        broker_epoch: 0,
+        runs: vec![],
+    };
+    assert!(matches!(state.validate(&zombie), Err(StorageError::Fenced(_))));
 }

@@ -13,8 +13,11 @@ use futures::{StreamExt, TryStreamExt};
 use super::super::retention;
 use super::Term;
 
-/// Trims and deletions per metadata entry, so one entry stays small.
+/// Trims per metadata entry, so one entry stays small.
 const PER_ENTRY: usize = 1000;
+/// Objects per bulk DELETE round: some S3 servers delete one key at a time,
+/// and a short request makes progress where a long one would time out.
+const DELETES_PER_ROUND: usize = 100;
 
 impl Term {
     pub(super) async fn apply_retention(&self) -> Result<(), StorageError> {
@@ -45,7 +48,7 @@ impl Term {
             .iter()
             .filter(|(_, at)| at.elapsed() >= delay)
             .map(|(k, _)| k.clone())
-            .take(PER_ENTRY)
+            .take(DELETES_PER_ROUND)
             .collect();
         if due.is_empty() {
             return Ok(());
@@ -53,21 +56,22 @@ impl Term {
         let bucket = self.log.bucket();
         let store = bucket.store.clone();
         let paths: Vec<_> = due.iter().map(|k| Ok(bucket.key(k))).collect();
-        let mut deleted: Vec<String> = Vec::with_capacity(due.len());
         let mut results = store.delete_stream(futures::stream::iter(paths).boxed());
-        let prefix = format!("{}/", bucket.prefix);
+        // The keys an S3 server reports back need not be spelled as sent, so
+        // the round counts as done only when nothing failed; deleting again
+        // is harmless (a missing key counts as deleted).
+        let mut failed = None;
         while let Some(r) = results.next().await {
             match r {
-                Ok(p) => deleted.push(p.as_ref().strip_prefix(&prefix).unwrap_or(p.as_ref()).to_string()),
-                // Gone already (an earlier controller deleted it, then lost
-                // its term before recording it).
-                Err(object_store::Error::NotFound { path, .. }) => {
-                    deleted.push(path.strip_prefix(&prefix).unwrap_or(&path).to_string())
-                }
-                Err(e) => tracing::warn!(error = %e, "deleting a garbage object failed; retried later"),
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => failed = Some(e),
             }
         }
-        deleted.retain(|k| state.garbage.contains_key(k));
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, objects = due.len(), "deleting garbage objects failed; retried later");
+            return Ok(());
+        }
+        let deleted: Vec<String> = due.into_iter().filter(|k| state.garbage.contains_key(k)).collect();
         if deleted.is_empty() {
             return Ok(());
         }
@@ -145,7 +149,8 @@ mod tests {
         let mut s = MetaState::default();
         s.brokers.insert(1, BrokerMeta { epoch: 3, ..BrokerMeta::default() });
         s.brokers.insert(2, BrokerMeta { epoch: 5, fenced: true, ..BrokerMeta::default() });
-        s.objects.insert("data/b1-e2-000000000001.obj".into(), ObjectMeta { size: 1, ranges: 1 });
+        s.objects
+            .insert("data/b1-e2-000000000001.obj".into(), ObjectMeta { size: 1, ranges: 1, live_bytes: 1 });
         // Committed: kept, whoever wrote it.
         assert!(!is_orphan(&s, "data/b1-e2-000000000001.obj"));
         // The live incarnation may still commit it: kept.
