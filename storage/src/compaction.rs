@@ -97,21 +97,20 @@ pub fn plan(state: &MetaState, broker_id: i32, cfg: &CompactionConfig) -> Option
     // Size classes by live bytes (each four times the last), so that data
     // is rewritten once per class, not once per round: a class merges when
     // it has `min_inputs` objects. A half-dead object joins the lowest class
-    // and is worth a round by itself; an object as large as an output is final.
+    // and is worth a round by itself. A class whose `min_inputs` smallest
+    // objects would not fit in one output is final.
     let class = |key: &str| -> Option<u32> {
         let o = state.objects.get(key)?;
         if o.live_bytes * 2 <= o.size {
             return Some(0);
         }
-        if o.live_bytes >= cfg.max_output_bytes {
-            return None;
-        }
-        let (mut c, mut bound) = (0, cfg.small_object_bytes.max(1));
-        while o.live_bytes >= bound {
+        let (mut c, mut lower, mut upper) = (0, 0u64, cfg.small_object_bytes.max(1));
+        while o.live_bytes >= upper {
             c += 1;
-            bound = bound.saturating_mul(4);
+            lower = upper;
+            upper = upper.saturating_mul(4);
         }
-        Some(c)
+        (lower.saturating_mul(cfg.min_inputs as u64) <= cfg.max_output_bytes).then_some(c)
     };
     let half_dead = |key: &str| state.objects.get(key).is_some_and(|o| o.live_bytes * 2 <= o.size);
     let mut classes: BTreeMap<u32, Vec<(&str, u64)>> = BTreeMap::new();
@@ -132,6 +131,10 @@ pub fn plan(state: &MetaState, broker_id: i32, cfg: &CompactionConfig) -> Option
         }
         total += bytes;
         chosen.insert(key);
+    }
+    // The output limit may cut the class short: merge only what is worth it.
+    if chosen.len() < cfg.min_inputs && !chosen.iter().any(|k| half_dead(k)) {
+        return None;
     }
     let mut runs = Vec::new();
     for id in &mine {

@@ -71,6 +71,15 @@ fn nothing_is_planned_until_enough_small_objects_wait() {
     assert_eq!(p.inputs.len(), 8);
     let fin = CompactionConfig { max_output_bytes: 2000, ..cfg };
     assert_eq!(plan(&state(20, 1000), 0, &fin), None, "objects as large as an output are final");
+    // Class 1 is [1000, 4000): eight of them need at least 8000 bytes of output.
+    let tight =
+        CompactionConfig { small_object_bytes: 1000, max_output_bytes: 7999, ..CompactionConfig::default() };
+    assert_eq!(plan(&state(20, 1000), 0, &tight), None, "a class that cannot fill one output is final");
+    // Eight would fit at the class's floor, but these hold 2000 bytes each:
+    // four fit, and four are not worth a rewrite.
+    let cut =
+        CompactionConfig { small_object_bytes: 1000, max_output_bytes: 9000, ..CompactionConfig::default() };
+    assert_eq!(plan(&state(20, 1000), 0, &cut), None);
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::sync::{oneshot, watch};
 
@@ -48,18 +48,31 @@ pub async fn load(bucket: &Bucket) -> Result<MetaState> {
     Ok(state)
 }
 
+/// Entries read at once while loading: a load after a snapshot reads up to
+/// `SNAPSHOT_EVERY` of them, and one at a time that is that many round trips.
+const READ_AHEAD: usize = 32;
+
 /// Applies every entry after `state.seq`, listing from there.
 async fn catch_up(bucket: &Bucket, state: &mut MetaState) -> Result<()> {
-    let entries = list_seqs(bucket, "meta/log/").await?;
-    let base = state.seq;
-    for seq in entries.into_iter().filter(|&s| s > base) {
-        if seq != state.seq + 1 {
+    let entries: Vec<u64> =
+        list_seqs(bucket, "meta/log/").await?.into_iter().filter(|&s| s > state.seq).collect();
+    let mut expected = state.seq + 1;
+    for &seq in &entries {
+        if seq != expected {
             return Err(StorageError::CorruptMetadata {
                 seq,
-                reason: format!("gap after entry {}", state.seq),
+                reason: format!("gap after entry {}", expected - 1),
             });
         }
-        let Some(entry) = read_entry(bucket, seq).await? else { break };
+        expected += 1;
+    }
+    // Read ahead, apply in order.
+    let mut reads = futures::stream::iter(
+        entries.into_iter().map(|seq| async move { read_entry(bucket, seq).await.map(|e| (seq, e)) }),
+    )
+    .buffered(READ_AHEAD);
+    while let Some(read) = reads.next().await {
+        let (seq, Some(entry)) = read? else { break };
         apply_entry(state, seq, &entry)?;
     }
     Ok(())
