@@ -56,15 +56,13 @@ const READ_AHEAD: usize = 32;
 async fn catch_up(bucket: &Bucket, state: &mut MetaState) -> Result<()> {
     let entries: Vec<u64> =
         list_seqs(bucket, "meta/log/").await?.into_iter().filter(|&s| s > state.seq).collect();
-    let mut expected = state.seq + 1;
-    for &seq in &entries {
+    for (expected, &seq) in (state.seq + 1..).zip(entries.iter()) {
         if seq != expected {
             return Err(StorageError::CorruptMetadata {
                 seq,
                 reason: format!("gap after entry {}", expected - 1),
             });
         }
-        expected += 1;
     }
     // Read ahead, apply in order.
     let mut reads = futures::stream::iter(
