@@ -121,11 +121,25 @@ async fn reconcile_now(broker: &Arc<Broker>) {
             broker.store.trim(id, meta.start_offset);
             continue;
         }
+        let offsets_partition = offsets_streams.iter().position(|s| *s == id);
+        if let Some(partition) = offsets_partition {
+            broker.offsets.begin_load(partition);
+        }
         open(broker, id, meta);
-        if let Some(partition) = offsets_streams.iter().position(|s| *s == id) {
-            if let Err(error) = broker.offsets.load_partition(&broker.store, id, partition).await {
-                tracing::warn!(%error, stream = id, "loading committed offsets failed");
+        if let Some(partition) = offsets_partition {
+            // Bounded: a read that fails is tried again a few times before
+            // the groups are served with what could be read.
+            for attempt in 1..=3 {
+                match broker.offsets.load_partition(&broker.store, id, partition).await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, stream = id, attempt, "loading committed offsets failed");
+                        broker.offsets.begin_load(partition);
+                        tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                    }
+                }
             }
+            broker.offsets.end_load(partition);
         }
     }
     for id in held.keys() {

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod fake_s3;
 pub mod group;
 pub mod kafka;
+pub mod load;
 pub mod raw;
 pub mod s3_proxy;
 

@@ -11,6 +11,7 @@ use floe_testing::cluster::Cluster;
 use floe_testing::raw::{call, connect, topic};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 
 fn metadata(addr: &str, name: &str) -> MetadataResponse {
     let mut s = connect(addr);
@@ -236,4 +237,96 @@ fn consumers_reading_one_broker_hard_move_a_partition_off_it() {
     let moved_off = hot_partitions.iter().filter(|p| now_owners[**p as usize] != hot).count();
     let on_hot = now_owners.iter().filter(|o| **o == hot).count();
     assert_eq!((moved_off, on_hot), (1, 2), "{owners:?} -> {now_owners:?}");
+}
+
+fn offset_commit(addr: &str, group: &str, name: &str, partitions: i32, offset: i64) {
+    let parts = (0..partitions)
+        .map(|p| {
+            offset_commit_request::OffsetCommitRequestPartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(-1)
+        })
+        .collect();
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.into())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(topic(name))
+            .with_partitions(parts)]);
+    let resp: OffsetCommitResponse = call(&mut connect(addr), ApiKey::OffsetCommit, 8, &req).unwrap();
+    assert!(resp.topics[0].partitions.iter().all(|p| p.error_code == 0), "{resp:?}");
+}
+
+/// OffsetFetch v8 for `group`: the group's error, and the committed offsets.
+fn offset_fetch(addr: &str, group: &str, name: &str, partitions: i32) -> (i16, Vec<i64>) {
+    let req = OffsetFetchRequest::default().with_groups(vec![
+        offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default()
+                .with_name(topic(name))
+                .with_partition_indexes((0..partitions).collect())])),
+    ]);
+    let resp: OffsetFetchResponse = call(&mut connect(addr), ApiKey::OffsetFetch, 8, &req).unwrap();
+    let g = &resp.groups[0];
+    let offsets = g.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.committed_offset)).collect();
+    (g.error_code, offsets)
+}
+
+#[test]
+fn a_moving_group_coordinator_never_answers_no_offset() {
+    let c = Cluster::start("coordinator-load", 2, &["--num-partitions", "100"]).unwrap();
+    let addrs: Vec<String> = c.brokers.values().map(|b| b.bootstrap()).collect();
+    metadata(&addrs[0], "tracked");
+    let req = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("loaded"));
+    let found: FindCoordinatorResponse =
+        call(&mut connect(&addrs[0]), ApiKey::FindCoordinator, 3, &req).unwrap();
+    assert_eq!(found.error_code, 0, "{found:?}");
+    let (coordinator, other) = (found.node_id.0, 1 - found.node_id.0);
+    // 20,000 commit records: loading them takes the new coordinator a while.
+    for round in 1..=200 {
+        offset_commit(&c.brokers[&coordinator].bootstrap(), "loaded", "tracked", 100, round);
+    }
+    let (err, _) = offset_fetch(&c.brokers[&other].bootstrap(), "loaded", "tracked", 100);
+    assert_eq!(err, ResponseError::NotCoordinator.code(), "only the coordinator answers");
+
+    // Poll the other broker while every offsets partition moves to it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (addr, stop) = (c.brokers[&other].bootstrap(), stop.clone());
+        std::thread::spawn(move || {
+            let mut answers = std::collections::BTreeMap::<String, usize>::new();
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let (err, offsets) = offset_fetch(&addr, "loaded", "tracked", 100);
+                let what = match err {
+                    0 if offsets.iter().all(|o| *o == 200) => "committed".to_string(),
+                    0 => format!("wrong offsets {:?}", &offsets[..3]),
+                    e => format!("error {e}"),
+                };
+                *answers.entry(what).or_default() += 1;
+            }
+            answers
+        })
+    };
+    for (p, (owner, _)) in (0..16).map(|p| (p, leader(&metadata(&addrs[0], "__consumer_offsets"), p))) {
+        if owner == coordinator {
+            c.cli(&["move", "__consumer_offsets", &p.to_string(), &other.to_string()]).unwrap();
+        }
+    }
+    c.wait_for("the offsets partitions moved", Duration::from_secs(60), |s| s.moving == 0).unwrap();
+    // Until the new coordinator has answered with the commits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while offset_fetch(&c.brokers[&other].bootstrap(), "loaded", "tracked", 100) != (0, vec![200; 100]) {
+        assert!(std::time::Instant::now() < deadline, "the new coordinator never answered\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let answers = poller.join().unwrap();
+    let allowed = [
+        "committed".to_string(),
+        format!("error {}", ResponseError::NotCoordinator.code()),
+        format!("error {}", ResponseError::CoordinatorLoadInProgress.code()),
+    ];
+    assert!(answers.keys().all(|k| allowed.contains(k)), "answers during the move: {answers:?}");
+    assert!(answers.contains_key("committed"), "{answers:?}");
 }

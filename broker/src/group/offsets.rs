@@ -43,6 +43,9 @@ type GroupOffsets = BTreeMap<(String, i32), Committed>;
 
 pub struct OffsetStore {
     committed: Mutex<HashMap<String, GroupOffsets>>,
+    /// Offsets partitions served here whose commits are still being read:
+    /// their groups get COORDINATOR_LOAD_IN_PROGRESS, never "no offset".
+    loading: Mutex<std::collections::HashSet<usize>>,
     /// Commits to one offsets partition are appended and applied in order.
     partition_locks: Vec<tokio::sync::Mutex<()>>,
 }
@@ -65,19 +68,46 @@ impl OffsetStore {
     pub fn new() -> Self {
         Self {
             committed: Mutex::new(HashMap::new()),
+            loading: Mutex::new(std::collections::HashSet::new()),
             partition_locks: (0..OFFSETS_PARTITIONS).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
 
+    /// Marks an offsets partition as loading, before its stream is served
+    /// here: until [`OffsetStore::load_partition`] finishes, its groups wait.
+    pub fn begin_load(&self, partition: usize) {
+        self.loading.lock().expect("loading lock").insert(partition);
+    }
+
+    pub fn end_load(&self, partition: usize) {
+        self.loading.lock().expect("loading lock").remove(&partition);
+    }
+
+    pub fn is_loading(&self, partition: usize) -> bool {
+        self.loading.lock().expect("loading lock").contains(&partition)
+    }
+
     /// Loads the committed offsets of one offsets partition (its stream was
-    /// just assigned to this broker), replacing what was known of its groups.
+    /// just assigned to this broker), replacing what was known of its groups;
+    /// its groups are served again when it returns, loaded or not.
     pub async fn load_partition(
         &self,
         store: &StreamStore,
         stream: u64,
         partition: usize,
     ) -> Result<(), StorageError> {
-        self.forget_partition(partition);
+        let loaded = self.read_partition(store, stream, partition).await;
+        self.loading.lock().expect("loading lock").remove(&partition);
+        loaded
+    }
+
+    async fn read_partition(
+        &self,
+        store: &StreamStore,
+        stream: u64,
+        partition: usize,
+    ) -> Result<(), StorageError> {
+        self.committed.lock().expect("offsets poisoned").retain(|g, _| offsets_partition(g) != partition);
         let offsets = store.offsets(stream)?;
         let mut at = offsets.start_offset;
         let mut loaded = 0usize;
@@ -106,6 +136,7 @@ impl OffsetStore {
 
     /// Forgets the groups of an offsets partition that moved away.
     pub fn forget_partition(&self, partition: usize) {
+        self.loading.lock().expect("loading lock").remove(&partition);
         self.committed.lock().expect("offsets poisoned").retain(|g, _| offsets_partition(g) != partition);
     }
 

@@ -83,10 +83,15 @@ async fn coordinator(broker: &Broker, group: &str) -> Result<(i32, String, i32),
     Ok((owner, host, port))
 }
 
-/// NOT_COORDINATOR unless this broker serves the group's offsets partition.
+/// NOT_COORDINATOR unless this broker serves the group's offsets partition;
+/// COORDINATOR_LOAD_IN_PROGRESS while it is still reading its commits.
 pub fn not_coordinator(broker: &Broker, group: &str) -> Option<ResponseError> {
     let topic = broker.topic(OFFSETS_TOPIC)?;
-    match broker.partition(&topic, offsets_partition(group) as i32) {
+    let partition = offsets_partition(group);
+    match broker.partition(&topic, partition as i32) {
+        Some(Partition::Local { .. }) if broker.offsets.is_loading(partition) => {
+            Some(ResponseError::CoordinatorLoadInProgress)
+        }
         Some(Partition::Local { .. }) => None,
         _ => Some(ResponseError::NotCoordinator),
     }

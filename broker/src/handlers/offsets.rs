@@ -131,6 +131,11 @@ pub fn offset_fetch(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
             .groups
             .into_iter()
             .map(|g| {
+                if let Some(e) = super::groups::not_coordinator(broker, &g.group_id.0) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(e.code());
+                }
                 let topics =
                     g.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
                 let topics = wanted(broker, &g.group_id.0, topics)
@@ -157,6 +162,31 @@ pub fn offset_fetch(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
         return respond(frame, &OffsetFetchResponse::default().with_groups(groups));
     }
     let group = req.group_id.0.to_string();
+    // Not (yet) the coordinator: v2+ say so once, v1 for every partition.
+    if let Some(e) = super::groups::not_coordinator(broker, &group) {
+        if version >= 2 {
+            return respond(frame, &OffsetFetchResponse::default().with_error_code(e.code()));
+        }
+        let topics = req
+            .topics
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                let partitions = t
+                    .partition_indexes
+                    .iter()
+                    .map(|p| {
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(*p)
+                            .with_committed_offset(-1)
+                            .with_error_code(e.code())
+                    })
+                    .collect();
+                OffsetFetchResponseTopic::default().with_name(t.name).with_partitions(partitions)
+            })
+            .collect();
+        return respond(frame, &OffsetFetchResponse::default().with_topics(topics));
+    }
     let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
     let topics = wanted(broker, &group, topics)
         .into_iter()

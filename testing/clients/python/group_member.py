@@ -3,7 +3,8 @@
 
     $FLOE_PYTHON testing/clients/python/group_member.py --bootstrap 127.0.0.1:9092 \
         --topic T --group G --name m1 --max-seconds 60 \
-        [--static-id ID] [--assignor range|cooperative-sticky] [--session-timeout-ms 10000]
+        [--static-id ID] [--assignor range|roundrobin|cooperative-sticky] [--session-timeout-ms 10000] \
+        [--check-order]
 
 Subscribes to T in group G (auto.offset.reset=earliest, auto commit off), polls until SIGTERM /
 SIGINT or --max-seconds, and after every poll that returned records commits exactly the consumed
@@ -16,6 +17,16 @@ JSON object per line, flushed at once:
     {"event":"committed","name":N,"partition":p,"offset":o}  after a successful commit (next offset)
     {"event":"error","name":N,"message":"...","type":"..."}  an error this member survived
     {"event":"closed","name":N}                            after close() (LeaveGroup); exit 0
+
+--assignor roundrobin is kafka-python's round robin under kafkajs' protocol name
+("RoundRobinAssigner"), so kafka-python and kafkajs members can share one group.
+
+--check-order: the member checks, per partition, that the offsets it receives are consecutive
+within one ownership (from an assignment to the next revocation), and that each ownership starts
+at the group's committed offset (read when its first record arrives; starting below it, a
+re-delivery, is allowed; above it is a gap), and that the committed offset never goes back or
+disappears. Violations are "error" events whose message contains "out of order", "gap",
+"went back" or "lost" (offset reset).
 
 Client logs go to stderr (--log-level, default WARNING). Exit 0 after "closed" (a failing close()
 is reported as an "error" event first; so does a run in which no broker ever answered: each failed
@@ -36,6 +47,7 @@ from kafka import errors as Errors
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 try:
     from kafka.coordinator.base import MemberState
@@ -48,7 +60,14 @@ CLOSE_TIMEOUT_MS = 10_000
 ERROR_BACKOFF_S = 0.2
 BOOTSTRAP_ATTEMPT_MS = 2_000
 
+MAX_ORDER_ERRORS = 20  # a broken partition would otherwise flood stdout
+
 _out_lock = threading.Lock()
+
+
+class KafkajsRoundRobinAssignor(RoundRobinPartitionAssignor):
+    """Round robin under the protocol name kafkajs uses: a group needs one protocol all share."""
+    name = "RoundRobinAssigner"
 
 
 def emit(obj):
@@ -67,9 +86,13 @@ def log(msg):
 class Member(ConsumerRebalanceListener):
     """Tracks the assignment of the topic from the rebalance callbacks and prints the events."""
 
-    def __init__(self, name, topic):
+    def __init__(self, name, topic, check_order=False):
         self.name = name
         self.topic = topic
+        self.check_order = check_order
+        self.last = {}  # partition -> last offset received in the current ownership
+        self.max_committed = {}  # partition -> highest committed offset known
+        self.order_errors = 0
         self.owned = set()  # partitions of topic this member owns, from the callbacks
         self.first_seen = set()
         self.consumer = None
@@ -118,10 +141,12 @@ class Member(ConsumerRebalanceListener):
         # EAGER: the whole assignment before each JoinGroup; COOPERATIVE: only what moves away.
         with self.lock:
             self.owned -= self._partitions(revoked)
+            self.end_runs(self._partitions(revoked))
 
     def on_partitions_lost(self, lost):
         with self.lock:
             self.owned -= self._partitions(lost)
+            self.end_runs(self._partitions(lost))
 
     def on_partitions_assigned(self, assigned):
         # EAGER: the whole new assignment (possibly empty); COOPERATIVE: only the added ones, and
@@ -129,6 +154,7 @@ class Member(ConsumerRebalanceListener):
         gen = self._generation()
         with self.lock:
             self.owned |= self._partitions(assigned)
+            self.end_runs(self._partitions(assigned))
             self.emit_assigned(gen)
 
     def after_poll(self):
@@ -142,12 +168,58 @@ class Member(ConsumerRebalanceListener):
             if not self.emitted_once or gen != self.emitted_generation:
                 self.emit_assigned(gen)
 
+    # -- order checks (--check-order)
+    def end_runs(self, partitions):
+        for p in partitions:
+            self.last.pop(p, None)
+
+    def order_error(self, msg):
+        self.order_errors += 1
+        if self.order_errors <= MAX_ORDER_ERRORS:
+            self.error(msg)
+
+    def check_start(self, tp, offset):
+        """The first record of an ownership must be at the group's committed offset (or below)."""
+        p = tp.partition
+        try:
+            committed = self.consumer.committed(tp, timeout_ms=COMMIT_TIMEOUT_MS)
+        except Exception as e:  # noqa: BLE001 - not an order error: the check is skipped
+            self.error(f"committed offset of partition {p} unreadable, start not checked: {e!r}")
+            return
+        known = self.max_committed.get(p)
+        if committed is None:
+            if known is not None:
+                self.order_error(f"committed offset of partition {p} lost (was {known}): reset, "
+                                 f"resumed at offset {offset}")
+            return
+        if known is not None and committed < known:
+            self.order_error(f"committed offset of partition {p} went back from {known} to {committed}")
+        self.max_committed[p] = max(committed, known or 0)
+        if offset > committed:
+            self.order_error(f"gap in partition {p}: resumed at offset {offset}, committed {committed}")
+        elif offset < committed:
+            log(f"partition {p}: re-delivery from {offset}, committed {committed}")
+
+    def check_records(self, tp, records):
+        p = tp.partition
+        for r in records:
+            prev = self.last.get(p)
+            if prev is None:
+                self.check_start(tp, r.offset)
+            elif r.offset <= prev:
+                self.order_error(f"out of order in partition {p}: offset {r.offset} after {prev}")
+            elif r.offset != prev + 1:
+                self.order_error(f"gap in partition {p}: offset {r.offset} after {prev}")
+            self.last[p] = r.offset
+
     # -- records and commits
     def handle_records(self, batches):
         to_commit = {}
         for tp, records in batches.items():
             if not records:
                 continue
+            if self.check_order:
+                self.check_records(tp, records)
             if tp.partition not in self.first_seen:
                 self.first_seen.add(tp.partition)
                 emit({"event": "first", "name": self.name, "partition": tp.partition,
@@ -164,6 +236,8 @@ class Member(ConsumerRebalanceListener):
             self.error(e)
             return
         for tp in sorted(to_commit, key=lambda t: t.partition):
+            known = self.max_committed.get(tp.partition)
+            self.max_committed[tp.partition] = max(to_commit[tp], known or 0)
             emit({"event": "committed", "name": self.name, "partition": tp.partition,
                   "offset": to_commit[tp]})
 
@@ -176,7 +250,8 @@ def parse_args(argv):
     p.add_argument("--name", required=True)
     p.add_argument("--max-seconds", type=float, required=True)
     p.add_argument("--static-id", default=None, help="group.instance.id (static membership)")
-    p.add_argument("--assignor", choices=["range", "cooperative-sticky"], default="range")
+    p.add_argument("--assignor", choices=["range", "roundrobin", "cooperative-sticky"], default="range")
+    p.add_argument("--check-order", action="store_true", help="report out-of-order records and gaps")
     p.add_argument("--session-timeout-ms", type=int, default=10_000)
     p.add_argument("--heartbeat-interval-ms", type=int, default=1_000)
     p.add_argument("--log-level", default="WARNING", help="kafka-python logging level on stderr")
@@ -201,8 +276,8 @@ def main(argv):
     signal.signal(signal.SIGINT, on_signal)
 
     deadline = time.monotonic() + args.max_seconds
-    member = Member(args.name, args.topic)
-    assignor = {"range": RangePartitionAssignor,
+    member = Member(args.name, args.topic, args.check_order)
+    assignor = {"range": RangePartitionAssignor, "roundrobin": KafkajsRoundRobinAssignor,
                 "cooperative-sticky": CooperativeStickyAssignor}[args.assignor]
     config = dict(
         bootstrap_servers=args.bootstrap,

@@ -12,15 +12,13 @@ use super::{host_of, orphans, placement, Liveness, Term, MOVES_PER_ROUND, MOVE_P
 
 impl Term {
     /// Background duties while the term lasts: fence brokers whose lease
-    /// surely ran out, restart stalled moves, even out the load.
+    /// surely ran out, restart stalled moves, even out the load. Storage
+    /// duties run in their own task: a slow bucket (a bulk DELETE or a LIST
+    /// retried for minutes) must never delay fencing a dead broker.
     pub(super) async fn maintain(self: Arc<Self>) {
+        tokio::spawn(self.clone().maintain_storage());
         let mut stop = self.stop.subscribe();
         let mut last_balance = Instant::now();
-        let mut last_retention = Instant::now();
-        // The first sweep waits a full interval: a broker that registered a
-        // moment before this term may still be about to commit.
-        let mut last_sweep = Instant::now();
-        let mut garbage_seen = std::collections::HashMap::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -43,6 +41,27 @@ impl Term {
                 if let Err(error) = self.balance_once().await {
                     tracing::warn!(%error, "balancing failed");
                 }
+            }
+        }
+    }
+
+    /// Retention, deletion of garbage and the orphan sweep, until the term
+    /// ends. Not cut off when slow: an append cancelled halfway would leave
+    /// the log writer's bookkeeping behind its PUT; slow only delays these.
+    async fn maintain_storage(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        let mut last_retention = Instant::now();
+        // The first sweep waits a full interval: a broker that registered a
+        // moment before this term may still be about to commit.
+        let mut last_sweep = Instant::now();
+        let mut garbage_seen = std::collections::HashMap::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stop.changed() => return,
+            }
+            if !self.is_valid() {
+                return;
             }
             if last_retention.elapsed() >= self.settings.retention_check_interval {
                 last_retention = Instant::now();
