@@ -14,6 +14,7 @@ use tonic::Code;
 
 use crate::broker::Broker;
 use crate::control_plane::storage_error;
+use crate::controller::retention;
 use crate::proto;
 
 /// Compacts every `interval` until `stop`, or until this incarnation is fenced.
@@ -44,6 +45,12 @@ pub async fn run(
 
 async fn once(broker: &Broker, cfg: &CompactionConfig) -> Result<(), StorageError> {
     let state = broker.metadata();
+    let defaults =
+        retention::Defaults { ms: broker.config.log_retention_ms, bytes: broker.config.log_retention_bytes };
+    let cfg = &CompactionConfig {
+        time_window_ms: retention::compaction_window_ms(&state, &defaults),
+        ..cfg.clone()
+    };
     let Some(plan) = compaction::plan(&state, broker.broker_id(), cfg) else { return Ok(()) };
     let started = Instant::now();
     let out = broker.store.write_compaction(&plan, cfg).await?;

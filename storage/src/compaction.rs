@@ -40,6 +40,13 @@ pub struct CompactionConfig {
     /// Largest range of one stream in the output: a catch-up read GETs one
     /// range at a time.
     pub max_range_bytes: u64,
+    /// Only objects whose newest records fall in the same window of this
+    /// many milliseconds are merged (0: no windows). Time retention drops a
+    /// range once its newest record is old enough, so merging old data with
+    /// new would keep the old past its retention; windows bound that to one
+    /// window. Shorter: retention closer to exact; longer: fewer, larger
+    /// ranges.
+    pub time_window_ms: i64,
 }
 
 impl Default for CompactionConfig {
@@ -49,6 +56,7 @@ impl Default for CompactionConfig {
             min_inputs: 8,
             max_output_bytes: 256 << 20,
             max_range_bytes: 64 << 20,
+            time_window_ms: 0,
         }
     }
 }
@@ -87,13 +95,20 @@ pub fn plan(state: &MetaState, broker_id: i32, cfg: &CompactionConfig) -> Option
         .filter(|(_, s)| s.owner == Some(broker_id) && s.moving_to.is_none())
         .map(|(id, _)| *id)
         .collect();
-    // Bytes of this broker's ranges per object, and whether it is a candidate.
+    // Bytes of this broker's ranges per object, and their newest timestamp.
     let mut my_bytes: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut newest: HashMap<&str, i64> = HashMap::new();
     for id in &mine {
         for (key, r) in state.streams[id].ranges.iter() {
             *my_bytes.entry(key.as_str()).or_default() += r.length;
+            let n = newest.entry(key.as_str()).or_insert(i64::MIN);
+            *n = (*n).max(r.max_timestamp);
         }
     }
+    let window = |key: &str| match cfg.time_window_ms {
+        w if w > 0 => newest.get(key).map_or(0, |t| t.div_euclid(w)),
+        _ => 0,
+    };
     // Size classes by live bytes (each four times the last), so that data
     // is rewritten once per class, not once per round: a class merges when
     // it has `min_inputs` objects. A half-dead object joins the lowest class
@@ -113,10 +128,11 @@ pub fn plan(state: &MetaState, broker_id: i32, cfg: &CompactionConfig) -> Option
         (lower.saturating_mul(cfg.min_inputs as u64) <= cfg.max_output_bytes).then_some(c)
     };
     let half_dead = |key: &str| state.objects.get(key).is_some_and(|o| o.live_bytes * 2 <= o.size);
-    let mut classes: BTreeMap<u32, Vec<(&str, u64)>> = BTreeMap::new();
+    // Lowest class first, then the oldest window.
+    let mut classes: BTreeMap<(u32, i64), Vec<(&str, u64)>> = BTreeMap::new();
     for (key, bytes) in &my_bytes {
         if let Some(c) = class(key) {
-            classes.entry(c).or_default().push((key, *bytes));
+            classes.entry((c, window(key))).or_default().push((key, *bytes));
         }
     }
     let (_, members) = classes

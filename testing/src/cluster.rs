@@ -32,6 +32,8 @@ pub struct Status {
     pub controller: i32,
     pub moving: u32,
     pub unassigned: u32,
+    /// The metadata log's sequence number (every commit advances it).
+    pub seq: u64,
     /// Live objects, ranges pointing into them, objects awaiting deletion.
     pub objects: u64,
     pub ranges: u64,
@@ -45,7 +47,8 @@ impl Status {
         self.brokers.values().filter(|b| b.state != "fenced").map(|b| (b.id, b.partitions)).collect()
     }
 
-    fn parse(text: &str) -> anyhow::Result<Self> {
+    /// Parses what `floe cluster status` prints.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
         let mut lines = text.lines();
         let head: Vec<&str> = lines.next().context("empty status")?.split_whitespace().collect();
         let field = |name: &str| -> anyhow::Result<i64> {
@@ -56,6 +59,7 @@ impl Status {
             controller: field("controller")? as i32,
             moving: field("moving")? as u32,
             unassigned: field("unassigned")? as u32,
+            seq: field("seq").unwrap_or(0) as u64,
             objects: field("objects").unwrap_or(0) as u64,
             ranges: field("ranges").unwrap_or(0) as u64,
             garbage: field("garbage").unwrap_or(0) as u64,

@@ -355,3 +355,47 @@ fn cluster_reports_every_part() {
         assert!(out.join(file).exists(), "{file} was not written");
     }
 }
+
+/// long-run, for half a minute on a local directory: a table of samples,
+/// the ratios of the last to a baseline, a picture, and a report whose
+/// figures are consistent. Flatness is not asserted: that takes minutes.
+#[test]
+fn long_run_samples_and_prints_its_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, svg) = (dir.path().join("long-run.json"), dir.path().join("long-run.svg"));
+    let run = Command::new(env!("CARGO_BIN_EXE_floe-bench"))
+        .args(["--json", json.to_str().unwrap(), "--svg", svg.to_str().unwrap(), "long-run"])
+        .args(["--local-dir", dir.path().to_str().unwrap(), "--minutes", "0.5", "--sample-seconds", "5"])
+        .args(["--partitions", "50", "--rate", "500", "--retention-ms", "10000"])
+        .args(["--log-retention-check-interval-ms", "2000", "--object-delete-delay-ms", "2000"])
+        .output()
+        .expect("run floe-bench long-run");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    for text in
+        ["RSS MB", "meta KB", "ratios: last sample", "RSS", "metadata (snapshot + log)", "bucket data:"]
+    {
+        assert!(stdout.contains(text), "no {text:?} in\n{stdout}");
+    }
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["scenario"], "long-run");
+    assert_eq!(r["load"]["failed"].as_u64(), Some(0), "{}", r["load"]);
+    assert!(r["load"]["acked"].as_u64().unwrap() > 5_000, "{}", r["load"]);
+    let samples = r["samples"].as_array().unwrap();
+    assert!(samples.len() >= 5, "a sample every 5 s for 30 s: {samples:?}");
+    let n = |s: &serde_json::Value, k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
+    for s in samples {
+        assert!(n(s, "rss_bytes") > 0 && n(s, "metadata_bytes") > 0, "{s}");
+        assert!(s["cpu_percent"].as_f64().unwrap() >= 0.0, "{s}");
+    }
+    let last = samples.last().unwrap();
+    assert!(n(last, "data_objects") > 0 && n(last, "objects") > 0 && n(last, "ranges") > 0, "{last}");
+    assert!(n(last, "seq") > n(&samples[0], "seq"), "uploads commit: {samples:?}");
+    let v = &r["verdict"];
+    assert_eq!(v["baseline"].as_u64(), Some(2), "30 s does not reach the warm-up: {v}");
+    for ratio in ["rss_ratio", "metadata_ratio", "data_to_live"] {
+        assert!(v[ratio].as_f64().is_some_and(|x| x > 0.0), "{ratio} in {v}");
+    }
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.contains("broker RSS") && picture.contains("ranges"), "{picture}");
+}

@@ -64,6 +64,16 @@ fn trim_point(s: &StreamMeta, l: Limits, now_ms: i64) -> Option<i64> {
     (start > s.start_offset).then_some(start)
 }
 
+/// The time window compaction keeps data within (see
+/// `CompactionConfig::time_window_ms`): a quarter of the shortest time
+/// retention, between ten seconds and an hour, so that a compacted range
+/// outlives its retention by at most a quarter of it.
+pub fn compaction_window_ms(state: &MetaState, defaults: &Defaults) -> i64 {
+    let shortest =
+        state.topics.values().filter_map(|t| limits(t, defaults)).filter(|l| l.ms >= 0).map(|l| l.ms).min();
+    shortest.map_or(3_600_000, |ms| ms / 4).clamp(10_000, 3_600_000)
+}
+
 /// Every stream whose oldest data is past its topic's retention, with its
 /// new start offset.
 pub fn due_trims(state: &MetaState, now_ms: i64, defaults: &Defaults) -> Vec<(StreamId, i64)> {
@@ -137,6 +147,16 @@ mod tests {
         assert_eq!(due_trims(&state(&cfg, "t", s.clone()), 0, &DEFAULTS), vec![(7, 10)]);
         let cfg = [("retention.bytes", "100"), ("retention.ms", "-1")];
         assert_eq!(due_trims(&state(&cfg, "t", s), 0, &DEFAULTS), vec![(7, 20)]);
+    }
+
+    #[test]
+    fn compaction_windows_follow_the_shortest_time_retention() {
+        let one = state(&[("retention.ms", "400000")], "t", StreamMeta::default());
+        assert_eq!(compaction_window_ms(&one, &DEFAULTS), 100_000);
+        let short = state(&[("retention.ms", "1000")], "t", StreamMeta::default());
+        assert_eq!(compaction_window_ms(&short, &DEFAULTS), 10_000, "at least ten seconds");
+        let forever = state(&[("retention.ms", "-1")], "t", StreamMeta::default());
+        assert_eq!(compaction_window_ms(&forever, &DEFAULTS), 3_600_000, "at most an hour");
     }
 
     #[test]

@@ -134,3 +134,18 @@ fn the_built_object_holds_each_run_and_commits_cover_it_exactly() {
     assert_eq!(slice(&r.ranges[1]), data(3, 30));
     assert_eq!(crate::object::read_index("c", &bytes).unwrap(), r.ranges);
 }
+
+#[test]
+fn old_and_new_data_are_not_merged_across_time_windows() {
+    // Ranges of upload i hold timestamps up to i * 10 + 10 (see `state`).
+    let s = state(16, 1000);
+    let cfg = CompactionConfig { time_window_ms: 80, ..CompactionConfig::default() };
+    let p = plan(&s, 0, &cfg).expect("a full window");
+    // Uploads 0..=6 end at 10..=70 (window 0), 7..=14 at 80..=150 (window 1):
+    // window 0 has seven, too few; window 1 has eight.
+    let mut inputs = p.inputs.clone();
+    inputs.sort();
+    let expected: Vec<String> = (7..15).map(|i| format!("data/b0-e1-{i:012}.obj")).collect();
+    assert_eq!(inputs, expected);
+    assert!(p.runs.iter().all(|r| r.ranges.iter().all(|(_, x)| x.max_timestamp / 80 == 1)));
+}

@@ -8,14 +8,15 @@
 //! answer was lost (it may have landed) is resolved by reading the entry
 //! back, ours (adopt it) or theirs (step down), never by guessing.
 //!
-//! Every `SNAPSHOT_EVERY` entries the writer stores the state as
+//! Every `SNAPSHOT_EVERY` entries, or sooner once the entries since the last
+//! snapshot outweigh it twice, the writer stores the state as
 //! `meta/snapshot/{n:020}.json` in the background and deletes entries more
-//! than a window behind it. A deleted number could be written again only by
+//! than `KEEP` behind it. A deleted number could be written again only by
 //! a writer whose PUT returned after its lease ran out, and such an append
 //! is not trusted (see [`MetadataLog::append`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,14 @@ use crate::meta::state::MetaState;
 use crate::object_store_url::Bucket;
 
 const SNAPSHOT_EVERY: u64 = 512;
+/// Entries kept behind a snapshot, so that a writer a little behind still
+/// collides with them instead of writing unseen.
+const KEEP: u64 = 64;
+/// A snapshot is due once this many bytes of entries, or twice the last
+/// snapshot's size, were written since it: an entry holds a piece of every
+/// partition an upload had, so with many partitions bytes, not counts, set
+/// what the log costs to store and to load.
+const SNAPSHOT_AFTER_BYTES: u64 = 1 << 20;
 /// Entries kept in memory for followers that ask for what they missed.
 const FOLLOW_WINDOW: usize = 4096;
 /// How long an ambiguous append keeps retrying the same entry.
@@ -155,6 +164,10 @@ pub struct MetadataLog {
     seq_tx: watch::Sender<u64>,
     recent: RwLock<VecDeque<(u64, Arc<LogEntry>)>>,
     snapshotting: Arc<AtomicBool>,
+    /// Bytes of entries written since the last snapshot began, and the size
+    /// of the last snapshot written.
+    since_snapshot: AtomicU64,
+    snapshot_bytes: Arc<AtomicU64>,
     deposed: AtomicBool,
 }
 
@@ -180,6 +193,8 @@ impl MetadataLog {
             seq_tx,
             recent: RwLock::new(VecDeque::new()),
             snapshotting: Arc::new(AtomicBool::new(false)),
+            since_snapshot: AtomicU64::new(0),
+            snapshot_bytes: Arc::new(AtomicU64::new(0)),
             deposed: AtomicBool::new(false),
         };
         // A writer of the old term may still add entries until it collides;
@@ -350,7 +365,9 @@ impl MetadataLog {
         }
         drop(w);
         self.seq_tx.send_replace(seq);
-        if seq.is_multiple_of(SNAPSHOT_EVERY) {
+        let since = self.since_snapshot.load(Ordering::Acquire);
+        let heavy = since >= SNAPSHOT_AFTER_BYTES.max(2 * self.snapshot_bytes.load(Ordering::Acquire));
+        if seq.is_multiple_of(SNAPSHOT_EVERY) || heavy {
             self.snapshot_in_background(shared.clone());
         }
         for done in accepted {
@@ -367,7 +384,10 @@ impl MetadataLog {
         loop {
             let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
             let error = match self.bucket.store.put_opts(&key, PutPayload::from(body.clone()), opts).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.since_snapshot.fetch_add(body.len() as u64, Ordering::AcqRel);
+                    return Ok(());
+                }
                 Err(e) => e,
             };
             let already = matches!(error, object_store::Error::AlreadyExists { .. });
@@ -375,6 +395,7 @@ impl MetadataLog {
             match read_entry(&self.bucket, seq).await {
                 Ok(Some(found)) if found.nonce == entry.nonce && found.term == entry.term => {
                     tracing::info!(seq, "metadata entry written earlier by this controller; adopted");
+                    self.since_snapshot.fetch_add(body.len() as u64, Ordering::AcqRel);
                     return Ok(());
                 }
                 Ok(Some(found)) => {
@@ -411,24 +432,29 @@ impl MetadataLog {
         if self.snapshotting.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.since_snapshot.store(0, Ordering::Release);
         let bucket = self.bucket.clone();
         let busy = self.snapshotting.clone();
+        let size = self.snapshot_bytes.clone();
         tokio::spawn(async move {
-            if let Err(error) = write_snapshot(&bucket, &state).await {
-                tracing::warn!(%error, seq = state.seq, "metadata snapshot failed; the log keeps growing");
+            match write_snapshot(&bucket, &state).await {
+                Ok(bytes) => size.store(bytes, Ordering::Release),
+                Err(error) => {
+                    tracing::warn!(%error, seq = state.seq, "metadata snapshot failed; the log keeps growing")
+                }
             }
             busy.store(false, Ordering::Release);
         });
     }
 }
 
-async fn write_snapshot(bucket: &Bucket, state: &MetaState) -> Result<()> {
+/// Stores the state; returns its size.
+async fn write_snapshot(bucket: &Bucket, state: &MetaState) -> Result<u64> {
     let body = serde_json::to_vec(state).expect("state serializes");
+    let size = body.len() as u64;
     bucket.store.put(&bucket.key(&snapshot_name(state.seq)), PutPayload::from(body)).await?;
-    // Entries of the last window stay, so a writer that is a little behind
-    // still collides with them instead of writing unseen.
     for seq in list_seqs(bucket, "meta/log/").await? {
-        if seq + SNAPSHOT_EVERY <= state.seq {
+        if seq + KEEP <= state.seq {
             bucket.store.delete(&bucket.key(&log_name(seq))).await?;
         }
     }
@@ -437,7 +463,7 @@ async fn write_snapshot(bucket: &Bucket, state: &MetaState) -> Result<()> {
             bucket.store.delete(&bucket.key(&snapshot_name(seq))).await?;
         }
     }
-    Ok(())
+    Ok(size)
 }
 
 /// Random enough to tell two writers' entries apart.

@@ -150,3 +150,139 @@ fn trim(ms: f64) -> String {
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
+
+/// One line over time: (seconds since the start, value) points.
+pub struct Line<'a> {
+    pub name: &'a str,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One picture of [`over_time`]: a linear axis from zero in `unit`.
+pub struct Panel<'a> {
+    pub title: &'a str,
+    pub unit: &'a str,
+    pub lines: Vec<Line<'a>>,
+}
+
+/// `title`, then the panels, three to a row, each with its own axis (the
+/// figures of a long run have different units), seconds along the bottom.
+pub fn over_time(title: &str, panels: &[Panel<'_>]) -> String {
+    const PANEL_W: f64 = 340.0;
+    const PER_ROW: usize = 3;
+    let columns = panels.len().clamp(1, PER_ROW);
+    let rows = panels.len().div_ceil(PER_ROW).max(1);
+    let mut out = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-family='sans-serif' font-size='12'>\
+         <rect width='100%' height='100%' fill='white'/>\
+         <text x='{PAD}' y='20' font-size='15'>{}</text>",
+        PANEL_W * columns as f64,
+        H * rows as f64,
+        escape(title)
+    );
+    for (p, panel) in panels.iter().enumerate() {
+        let (column, top) = ((p % PER_ROW) as f64, H * (p / PER_ROW) as f64);
+        let (left, right) = (PANEL_W * column + PAD, PANEL_W * (column + 1.0) - 16.0);
+        let bottom = top + H - PAD;
+        let points = || panel.lines.iter().flat_map(|l| l.points.iter());
+        let t_max = points().map(|p| p.0).fold(0.0, f64::max).max(1.0);
+        // Zero-based, so a ratio can be read off the picture.
+        let v_max = nice(points().map(|p| p.1).fold(0.0, f64::max));
+        let x = |t: f64| left + t / t_max * (right - left);
+        let y = |v: f64| bottom - v / v_max * (H - 2.0 * PAD);
+        out += &format!(
+            "<line x1='{left}' y1='{bottom}' x2='{right}' y2='{bottom}' stroke='black'/>\
+             <line x1='{left}' y1='{}' x2='{left}' y2='{bottom}' stroke='black'/>",
+            top + PAD
+        );
+        for tick in 0..=4 {
+            let v = v_max * tick as f64 / 4.0;
+            out += &format!(
+                "<text x='{:.1}' y='{:.1}' text-anchor='end'>{}</text>",
+                left - 4.0,
+                y(v) + 4.0,
+                short(v)
+            );
+        }
+        out += &format!("<text x='{left:.1}' y='{}' text-anchor='middle'>0</text>", bottom + 16.0);
+        out += &format!("<text x='{right:.1}' y='{}' text-anchor='end'>{t_max:.0} s</text>", bottom + 16.0);
+        out += &format!(
+            "<text x='{:.1}' y='{}'>{} ({})</text>",
+            left + 4.0,
+            top + 40.0,
+            escape(panel.title),
+            escape(panel.unit)
+        );
+        for (i, line) in panel.lines.iter().enumerate() {
+            let colour = COLOURS[i % COLOURS.len()];
+            let path: Vec<String> =
+                line.points.iter().map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v))).collect();
+            out += &format!(
+                "<polyline fill='none' stroke='{colour}' stroke-width='2' points='{}'/>",
+                path.join(" ")
+            );
+            let ly = top + H - 30.0 + 14.0 * i as f64;
+            out += &format!(
+                "<rect x='{left:.1}' y='{:.1}' width='10' height='10' fill='{colour}'/><text x='{:.1}' y='{ly:.1}'>{}</text>",
+                ly - 9.0,
+                left + 15.0,
+                escape(line.name)
+            );
+        }
+    }
+    out + "</svg>\n"
+}
+
+/// The axis top: 1, 2 or 5 times a power of ten, at least `v`.
+fn nice(v: f64) -> f64 {
+    if v <= 0.0 || !v.is_finite() {
+        return 1.0;
+    }
+    let decade = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * decade).find(|top| *top >= v).unwrap_or(10.0 * decade)
+}
+
+/// An axis label: k and M for large values, no trailing zeros.
+fn short(v: f64) -> String {
+    let (v, suffix) = if v >= 1e6 {
+        (v / 1e6, "M")
+    } else if v >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    let digits = format!("{v:.2}");
+    format!("{}{suffix}", digits.trim_end_matches('0').trim_end_matches('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_tops_are_round() {
+        assert_eq!(nice(0.0), 1.0);
+        assert_eq!(nice(3.0), 5.0);
+        assert_eq!(nice(10.0), 10.0);
+        assert_eq!(nice(101.0), 200.0);
+        assert_eq!(short(1500.0), "1.5k");
+        assert_eq!(
+            (short(0.0), short(37.5), short(500.0), short(1.25)),
+            ("0".into(), "37.5".into(), "500".into(), "1.25".into())
+        );
+    }
+
+    #[test]
+    fn draws_one_line_per_series_in_each_panel() {
+        let panels = [
+            Panel {
+                title: "RSS",
+                unit: "MB",
+                lines: vec![Line { name: "rss", points: vec![(0.0, 1.0), (30.0, 2.0)] }],
+            },
+            Panel { title: "metadata", unit: "KB", lines: vec![Line { name: "total", points: vec![] }] },
+        ];
+        let svg = over_time("long-run <test>", &panels);
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("long-run &lt;test&gt;") && svg.contains("RSS (MB)"));
+    }
+}

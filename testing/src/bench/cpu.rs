@@ -1,5 +1,6 @@
-//! CPU time of a process on this machine, from `/proc/<pid>/stat`, so a
-//! scenario can report broker CPU seconds per GB moved.
+//! CPU time and resident memory of a process on this machine, from
+//! `/proc/<pid>/stat` and `/proc/<pid>/status`, so a scenario can report
+//! broker CPU seconds per GB moved and how its memory grows over time.
 
 use anyhow::Context;
 
@@ -8,6 +9,19 @@ pub fn process_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     parse_stat(&stat, clock_ticks_per_second())
+}
+
+/// Resident set size in bytes (`VmRSS`).
+pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    parse_rss(&status)
+}
+
+fn parse_rss(status: &str) -> anyhow::Result<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).context("no VmRSS in status")?;
+    let kb: u64 = line.trim().trim_end_matches("kB").trim().parse().context("VmRSS is not a number")?;
+    Ok(kb * 1024)
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -41,6 +55,14 @@ mod tests {
         let stat = "4242 (floe (wal) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0";
         assert!((parse_stat(stat, 100.0).unwrap() - 3.0).abs() < 1e-9);
         assert!(parse_stat("4242 (floe) S 1", 100.0).is_err());
+    }
+
+    #[test]
+    fn reads_resident_memory() {
+        let status = "Name:\tfloe\nVmPeak:\t  900 kB\nVmRSS:\t   12345 kB\nThreads:\t9\n";
+        assert_eq!(parse_rss(status).unwrap(), 12345 * 1024);
+        assert!(parse_rss("Name:\tfloe\n").is_err());
+        assert!(rss_bytes(std::process::id()).unwrap() > 0);
     }
 
     #[test]

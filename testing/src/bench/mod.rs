@@ -9,6 +9,7 @@ pub mod compare;
 pub mod cpu;
 pub mod end_to_end;
 pub mod limits;
+pub mod long_run;
 pub mod produce;
 pub mod table;
 pub mod target;

@@ -5,6 +5,7 @@
 //!     floe-bench produce --bootstrap 127.0.0.1:9092 --producers 2 --record-size 1024 --rate 0 --duration-secs 10
 //!     floe-bench compare --targets floe,tansu --out bench-results --json bench-results/compare.json
 //!     floe-bench --json cluster-local.json cluster --s3 local --out bench-results
+//!     floe-bench --json long-run.json --svg long-run.svg long-run --minutes 20
 
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its report
 
@@ -16,6 +17,7 @@ use floe_testing::bench::catch_up::{self, CatchUpOptions};
 use floe_testing::bench::chart::{self, Series};
 use floe_testing::bench::cluster::{self, ClusterOptions};
 use floe_testing::bench::compare::{self, CompareOptions, S3Latency};
+use floe_testing::bench::long_run::{self, LongRunOptions};
 use floe_testing::bench::target::{Kind, TargetSpec};
 use floe_testing::bench::{end_to_end, limits, produce, table, upload_cost, Latency};
 use floe_testing::s3_proxy::{Delay, LatencyProxy};
@@ -78,6 +80,12 @@ enum Scenario {
         #[command(flatten)]
         load: ProduceArgs,
     },
+    /// One Floe broker with many partitions, frequent uploads and a light
+    /// load under a time retention, for many minutes: samples its RSS, CPU,
+    /// metadata size and bucket, and compares the last sample with the first
+    /// after warm-up (they should stay flat). Objects go to S3 (AWS_* from
+    /// the environment) or to --local-dir.
+    LongRun(LongRunArgs),
     /// The limits, then every scenario against each target at each S3
     /// latency, in one run: a table of ratios, JSON (--json), and pictures
     /// in --out.
@@ -307,6 +315,85 @@ impl ClusterArgs {
             broker_args: self.broker_arg,
             keep_logs: self.keep_logs,
         }
+    }
+}
+
+#[derive(clap::Args)]
+struct LongRunArgs {
+    /// The bucket for the broker's objects (a fresh prefix in it).
+    #[arg(long, env = "FLOE_TEST_BUCKET", default_value = "floe-test")]
+    bucket: String,
+    /// Keep the objects in a fresh directory under DIR instead of S3.
+    #[arg(long)]
+    local_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 1000)]
+    partitions: i32,
+    /// Records per second, over all partitions.
+    #[arg(long, default_value_t = 2000)]
+    rate: u64,
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// How long the load runs.
+    #[arg(long, default_value_t = 20.0)]
+    minutes: f64,
+    #[arg(long, default_value_t = 30.0)]
+    sample_seconds: f64,
+    /// The topic's retention.ms: what bounds the live data.
+    #[arg(long, default_value_t = 300_000)]
+    retention_ms: u64,
+    #[arg(long, default_value_t = 100)]
+    upload_interval_ms: u64,
+    #[arg(long, default_value_t = 10_000)]
+    log_retention_check_interval_ms: u64,
+    #[arg(long, default_value_t = 10_000)]
+    object_delete_delay_ms: u64,
+    /// The broker's compaction interval (its default when absent; 0 turns
+    /// compaction off, to see the behaviour without it).
+    #[arg(long)]
+    compaction_interval_ms: Option<u64>,
+    /// A further broker flag, e.g. `--broker-arg=--upload-bytes=1048576` (repeatable).
+    #[arg(long, allow_hyphen_values = true)]
+    broker_arg: Vec<String>,
+    /// A librdkafka producer property (repeatable).
+    #[arg(short = 'X', value_parser = key_value)]
+    client_config: Vec<(String, String)>,
+    /// Copy the broker's log here when the run ends.
+    #[arg(long)]
+    keep_log: Option<PathBuf>,
+}
+
+impl LongRunArgs {
+    fn options(self) -> anyhow::Result<LongRunOptions> {
+        anyhow::ensure!(
+            self.minutes > 0.0 && self.sample_seconds > 0.0,
+            "--minutes and --sample-seconds must be positive"
+        );
+        // Unique per run, so a run never reads an earlier one's metadata.
+        let run = format!(
+            "long-run-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs()
+        );
+        let object_store = match &self.local_dir {
+            Some(dir) => format!("file://{}", std::path::absolute(dir)?.join(&run).display()),
+            None => format!("s3://{}/{run}", self.bucket),
+        };
+        Ok(LongRunOptions {
+            object_store,
+            partitions: self.partitions,
+            rate: self.rate,
+            record_size: self.record_size,
+            duration: Duration::from_secs_f64(self.minutes * 60.0),
+            sample_every: Duration::from_secs_f64(self.sample_seconds),
+            retention_ms: self.retention_ms,
+            upload_interval_ms: self.upload_interval_ms,
+            retention_check_interval_ms: self.log_retention_check_interval_ms,
+            object_delete_delay_ms: self.object_delete_delay_ms,
+            compaction_interval_ms: self.compaction_interval_ms,
+            broker_args: self.broker_arg,
+            client_config: self.client_config,
+            keep_log: self.keep_log,
+        })
     }
 }
 
@@ -547,6 +634,21 @@ async fn main() -> anyhow::Result<()> {
             row("live acks before read", &r.baseline.ack_latency);
             row("live acks during read", &r.during_read.ack_latency);
             println!("  p99 worsened {:.2}x", r.p99_worsening);
+            serde_json::to_string_pretty(&r)?
+        }
+        Scenario::LongRun(args) => {
+            let r = long_run::run(&args.options()?).await?;
+            println!("{}", long_run::render(&r));
+            if let Some(path) = &cli.svg {
+                let title = format!(
+                    "long-run: {} partitions, {}/s, retention {} s, uploads every {} ms",
+                    r.partitions,
+                    r.rate,
+                    r.retention_ms / 1000,
+                    r.upload_interval_ms
+                );
+                std::fs::write(path, chart::over_time(&title, &long_run::panels(&r)))?;
+            }
             serde_json::to_string_pretty(&r)?
         }
         Scenario::Compare(args) => {
