@@ -45,6 +45,12 @@ pub async fn run(
 
 async fn once(broker: &Broker, cfg: &CompactionConfig) -> Result<(), StorageError> {
     let state = broker.metadata();
+    // A move waits for its tail to be uploaded and committed: a compaction's
+    // large GETs, PUT and metadata entry would only slow it down. Wait.
+    let moving = state.streams_of(broker.broker_id()).any(|(_, s)| s.moving_to.is_some());
+    if moving || !broker.releasing.lock().expect("releasing lock").is_empty() {
+        return Ok(());
+    }
     let defaults =
         retention::Defaults { ms: broker.config.log_retention_ms, bytes: broker.config.log_retention_bytes };
     let cfg = &CompactionConfig {
