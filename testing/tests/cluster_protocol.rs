@@ -270,6 +270,16 @@ fn offset_commit(addr: &str, group: &str, name: &str, partitions: i32, offset: i
 
 /// OffsetFetch v8 for `group`: the group's error, and the committed offsets.
 fn offset_fetch(addr: &str, group: &str, name: &str, partitions: i32) -> (i16, Vec<i64>) {
+    offset_fetch_on(&mut connect(addr), group, name, partitions).expect("an OffsetFetch answer")
+}
+
+/// OffsetFetch v8 on an open connection; None if the connection broke.
+fn offset_fetch_on(
+    s: &mut std::net::TcpStream,
+    group: &str,
+    name: &str,
+    partitions: i32,
+) -> Option<(i16, Vec<i64>)> {
     let req = OffsetFetchRequest::default().with_groups(vec![
         offset_fetch_request::OffsetFetchRequestGroup::default()
             .with_group_id(GroupId(StrBytes::from_string(group.into())))
@@ -277,10 +287,10 @@ fn offset_fetch(addr: &str, group: &str, name: &str, partitions: i32) -> (i16, V
                 .with_name(topic(name))
                 .with_partition_indexes((0..partitions).collect())])),
     ]);
-    let resp: OffsetFetchResponse = call(&mut connect(addr), ApiKey::OffsetFetch, 8, &req).unwrap();
+    let resp: OffsetFetchResponse = call(s, ApiKey::OffsetFetch, 8, &req)?;
     let g = &resp.groups[0];
     let offsets = g.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.committed_offset)).collect();
-    (g.error_code, offsets)
+    Some((g.error_code, offsets))
 }
 
 #[test]
@@ -316,8 +326,14 @@ fn a_moving_group_coordinator_never_answers_no_offset() {
         let (addr, stop) = (c.brokers[&other].bootstrap(), stop.clone());
         std::thread::spawn(move || {
             let mut answers = std::collections::BTreeMap::<String, usize>::new();
+            // One connection, as a client keeps it: a new one per request
+            // would use up the loopback's ephemeral ports within a minute.
+            let mut conn = connect(&addr);
             while !stop.load(std::sync::atomic::Ordering::Acquire) {
-                let (err, offsets) = offset_fetch(&addr, "loaded", "tracked", 100);
+                let Some((err, offsets)) = offset_fetch_on(&mut conn, "loaded", "tracked", 100) else {
+                    conn = connect(&addr);
+                    continue;
+                };
                 let what = match err {
                     0 if offsets.iter().all(|o| *o == 200) => "committed".to_string(),
                     0 => format!("wrong offsets {:?}", &offsets[..3]),
