@@ -13,9 +13,11 @@ pub struct BytesOut {
 }
 
 impl BytesOut {
-    pub fn add(&self, stream: StreamId, bytes: u64) {
-        if bytes > 0 {
-            *self.since_heartbeat.lock().expect("bytes out lock").entry(stream).or_default() += bytes;
+    /// Adds what one response served (one lock per response, not per partition).
+    pub fn add(&self, served: impl IntoIterator<Item = (StreamId, u64)>) {
+        let mut counts = self.since_heartbeat.lock().expect("bytes out lock");
+        for (stream, bytes) in served.into_iter().filter(|(_, b)| *b > 0) {
+            *counts.entry(stream).or_default() += bytes;
         }
     }
 
@@ -34,10 +36,8 @@ mod tests {
     #[test]
     fn counts_accumulate_per_stream_until_taken() {
         let out = BytesOut::default();
-        out.add(1, 100);
-        out.add(2, 5);
-        out.add(1, 50);
-        out.add(3, 0);
+        out.add([(1, 100), (2, 5)]);
+        out.add([(1, 50), (3, 0)]);
         let mut got = out.take();
         got.sort_unstable();
         assert_eq!(got, vec![(1, 150), (2, 5)]);

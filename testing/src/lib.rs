@@ -43,6 +43,13 @@ impl ObjectStore {
     pub fn is_s3(&self) -> bool {
         self.url.starts_with("s3://")
     }
+
+    /// The data objects in the store now (Floe keeps them flat under `data/`).
+    pub async fn data_objects(&self) -> anyhow::Result<Vec<object_store::ObjectMeta>> {
+        let bucket = floe_storage::Bucket::open(&self.url, Duration::from_secs(10))?;
+        let listed = bucket.store.list_with_delimiter(Some(&bucket.key("data"))).await?;
+        Ok(listed.objects)
+    }
 }
 
 /// A free loopback port below Linux's ephemeral range (32768+), so that no

@@ -16,9 +16,8 @@ const WAIT: Duration = Duration::from_secs(90);
 const PARTITIONS: i32 = 4;
 
 async fn bucket_objects(c: &Cluster) -> (usize, u64) {
-    let bucket = floe_storage::Bucket::open(&c.store.url, Duration::from_secs(10)).unwrap();
-    let listed = bucket.store.list_with_delimiter(Some(&bucket.key("data"))).await.unwrap();
-    (listed.objects.len(), listed.objects.iter().map(|o| o.size).sum())
+    let objects = c.store.data_objects().await.unwrap();
+    (objects.len(), objects.iter().map(|o| o.size).sum())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

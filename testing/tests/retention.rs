@@ -103,9 +103,7 @@ async fn wait_low(c: &Cluster, name: &str, what: &str, ok: impl Fn(i64) -> bool)
 
 /// Bytes of the data objects in the bucket.
 async fn bucket_bytes(c: &Cluster) -> u64 {
-    let bucket = floe_storage::Bucket::open(&c.store.url, Duration::from_secs(10)).unwrap();
-    let listed = bucket.store.list_with_delimiter(Some(&bucket.key("data"))).await.unwrap();
-    listed.objects.iter().map(|o| o.size).sum()
+    c.store.data_objects().await.unwrap().iter().map(|o| o.size).sum()
 }
 
 /// What a consumer from the beginning reads: (offset, key) in order.
@@ -333,9 +331,8 @@ async fn objects_no_commit_can_reach_are_swept_and_others_kept() {
     }
     let deadline = Instant::now() + WAIT;
     loop {
-        let listed = bucket.store.list_with_delimiter(Some(&bucket.key("data"))).await.unwrap();
-        let keys: Vec<String> =
-            listed.objects.iter().map(|o| o.location.filename().unwrap().to_string()).collect();
+        let listed = c.store.data_objects().await.unwrap();
+        let keys: Vec<String> = listed.iter().map(|o| o.location.filename().unwrap().to_string()).collect();
         if !keys.iter().any(|k| orphans.iter().any(|o| o.ends_with(k.as_str()))) {
             assert!(keys.iter().any(|k| k == "README.txt"), "a foreign object stays: {keys:?}");
             break;

@@ -65,9 +65,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
     // Only what is sent counts as bytes out, not the reads of a long poll
     // that went on waiting.
     let send = |g: Gathered| {
-        for (stream, bytes) in g.served {
-            broker.member.bytes_out.add(stream, bytes);
-        }
+        broker.member.bytes_out.add(g.served);
         respond(frame, &FetchResponse::default().with_responses(g.topics))
     };
     loop {

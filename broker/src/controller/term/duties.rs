@@ -19,14 +19,7 @@ impl Term {
         tokio::spawn(self.clone().maintain_storage());
         let mut stop = self.stop.subscribe();
         let mut last_balance = Instant::now();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = stop.changed() => return,
-            }
-            if !self.is_valid() {
-                return;
-            }
+        while self.tick(&mut stop).await {
             if let Err(error) = self.fence_expired().await {
                 tracing::warn!(%error, "fencing expired brokers failed");
             }
@@ -55,14 +48,7 @@ impl Term {
         // moment before this term may still be about to commit.
         let mut last_sweep = Instant::now();
         let mut garbage_seen = std::collections::HashMap::new();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = stop.changed() => return,
-            }
-            if !self.is_valid() {
-                return;
-            }
+        while self.tick(&mut stop).await {
             if last_retention.elapsed() >= self.settings.retention_check_interval {
                 last_retention = Instant::now();
                 if let Err(error) = self.apply_retention().await {
@@ -79,6 +65,15 @@ impl Term {
                 }
             }
         }
+    }
+
+    /// Waits for the next round of duties; false once the term is over.
+    async fn tick(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.changed() => return false,
+        }
+        self.is_valid()
     }
 
     async fn fence_expired(&self) -> Result<(), StorageError> {
