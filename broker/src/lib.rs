@@ -13,6 +13,7 @@ pub mod member;
 pub mod ownership;
 pub mod producer_state;
 pub mod proto;
+pub mod record_rules;
 pub mod recovery;
 pub mod server;
 pub mod stats;

@@ -1,8 +1,9 @@
 //! Record batch v2 ("magic 2") views.
 //!
-//! Floe never decodes the records inside a batch: it checks the header and the
-//! CRC, then stores the bytes as they came, compressed or not. The base offset
-//! lives outside the CRC-covered range, so stamping it does not touch the CRC.
+//! On the produce path Floe checks the header and the CRC, then stores the
+//! bytes as they came, compressed or not (the records inside are decoded only
+//! where a topic config asks for it: see `records`). The base offset lives
+//! outside the CRC-covered range, so stamping it does not touch the CRC.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -12,15 +13,15 @@ pub const HEADER_SIZE: usize = 61;
 pub const LOG_OVERHEAD: usize = 12;
 
 const MAGIC: usize = 16;
-const CRC: usize = 17;
-const ATTRIBUTES: usize = 21;
+pub(crate) const CRC: usize = 17;
+pub(crate) const ATTRIBUTES: usize = 21;
 const LAST_OFFSET_DELTA: usize = 23;
 const BASE_TIMESTAMP: usize = 27;
-const MAX_TIMESTAMP: usize = 35;
+pub(crate) const MAX_TIMESTAMP: usize = 35;
 const PRODUCER_ID: usize = 43;
 const PRODUCER_EPOCH: usize = 51;
 const BASE_SEQUENCE: usize = 53;
-const RECORD_COUNT: usize = 57;
+pub(crate) const RECORD_COUNT: usize = 57;
 
 /// Why a batch was refused. Each maps to a Kafka error code in the broker.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -37,6 +38,8 @@ pub enum BatchError {
     UnknownCodec(u8),
     #[error("record count {count} does not match last offset delta {last_offset_delta}")]
     CountMismatch { count: i32, last_offset_delta: i32 },
+    #[error("records are malformed: {0}")]
+    Malformed(String),
 }
 
 /// Compression codec named in a batch's attributes.
@@ -58,7 +61,7 @@ pub struct RecordBatch {
 impl RecordBatch {
     /// Validates one complete batch: sizes, magic, CRC32C, codec, count.
     pub fn parse(bytes: Bytes) -> Result<Self, BatchError> {
-        let batch = Self::parse_unchecked_crc(bytes)?;
+        let batch = Self::parse_header(bytes, true)?;
         let expected = batch.crc();
         let actual = crc32c::crc32c(&batch.bytes[ATTRIBUTES..]);
         if expected != actual {
@@ -68,8 +71,13 @@ impl RecordBatch {
     }
 
     /// Like [`RecordBatch::parse`] without the CRC: for bytes Floe wrote itself and
-    /// protected with its own checksum (WAL entries, stored objects).
+    /// protected with its own checksum (WAL entries, stored objects), which
+    /// may have been key-compacted.
     pub fn parse_unchecked_crc(bytes: Bytes) -> Result<Self, BatchError> {
+        Self::parse_header(bytes, false)
+    }
+
+    fn parse_header(bytes: Bytes, strict: bool) -> Result<Self, BatchError> {
         if bytes.len() < HEADER_SIZE {
             return Err(BatchError::Truncated(bytes.len()));
         }
@@ -88,7 +96,11 @@ impl RecordBatch {
         }
         let count = batch.record_count();
         let last_offset_delta = batch.last_offset_delta();
-        if count <= 0 || last_offset_delta != count - 1 {
+        // Key compaction leaves gaps inside a batch (fewer records than its
+        // offset span, as Kafka's cleaner does; a client's batch has none),
+        // and may keep a batch with no records at all at a log's tail.
+        let mismatch = last_offset_delta < count - 1 || (strict && last_offset_delta != count - 1);
+        if count < 0 || (strict && count == 0) || mismatch {
             return Err(BatchError::CountMismatch { count, last_offset_delta });
         }
         Ok(batch)
@@ -294,62 +306,6 @@ pub fn encode_batch(
     let crc = crc32c::crc32c(&b[ATTRIBUTES..]);
     b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
     b.freeze()
-}
-
-impl RecordBatch {
-    /// The records of an uncompressed batch, with their offsets. Compressed
-    /// batches are an error: Floe never decompresses client data.
-    pub fn records(&self) -> Result<Vec<(i64, Record)>, BatchError> {
-        if self.compression() != Compression::None {
-            return Err(BatchError::UnknownCodec((self.attributes() & 0x07) as u8));
-        }
-        let mut buf = &self.bytes[HEADER_SIZE..];
-        let mut out = Vec::with_capacity(self.record_count().clamp(0, 4096) as usize);
-        let bad = || BatchError::Truncated(self.bytes.len());
-        for _ in 0..self.record_count() {
-            let len = get_varint(&mut buf).ok_or_else(bad)?;
-            if len < 0 || len as usize > buf.len() {
-                return Err(bad());
-            }
-            let (mut rec, rest) = buf.split_at(len as usize);
-            buf = rest;
-            if rec.is_empty() {
-                return Err(bad());
-            }
-            rec = &rec[1..]; // attributes
-            get_varint(&mut rec).ok_or_else(bad)?; // timestamp delta
-            let delta = get_varint(&mut rec).ok_or_else(bad)?;
-            let field = |rec: &mut &[u8]| -> Result<Option<Bytes>, BatchError> {
-                let n = get_varint(rec).ok_or_else(bad)?;
-                if n < 0 {
-                    return Ok(None);
-                }
-                if n as usize > rec.len() {
-                    return Err(bad());
-                }
-                let (v, rest) = rec.split_at(n as usize);
-                *rec = rest;
-                Ok(Some(Bytes::copy_from_slice(v)))
-            };
-            let key = field(&mut rec)?;
-            let value = field(&mut rec)?;
-            out.push((self.base_offset() + delta, Record { key, value }));
-        }
-        Ok(out)
-    }
-}
-
-fn get_varint(buf: &mut &[u8]) -> Option<i64> {
-    let mut z = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = buf.split_first()?;
-        *buf = rest;
-        z |= u64::from(b & 0x7F) << shift;
-        if b & 0x80 == 0 {
-            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
-        }
-    }
-    None
 }
 
 fn put_varint(buf: &mut BytesMut, v: i64) {

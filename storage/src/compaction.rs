@@ -276,6 +276,16 @@ impl StreamStore {
             .collect();
         ranges.extend(newer);
         st.ranges = ranges;
+        // Key compaction rewrote what lies below `cleaned_end`: readers must
+        // see the cleaned ranges, not the uploaded batches still cached.
+        while let Some(front) = st.cache.front() {
+            if front.end_offset > meta.cleaned_end || front.end_offset > st.uploaded_end {
+                break;
+            }
+            let len = front.bytes.len() as u64;
+            st.cache.pop_front();
+            crate::store::sub_saturating(&self.inner.cached_bytes, len);
+        }
     }
 }
 
@@ -316,11 +326,15 @@ fn build(
             start_offset: first.start_offset,
             end_offset: last.end_offset,
             ranges,
+            cleaned_to: None,
+            oldest_tombstone: None,
         });
     }
     let (bytes, _) = builder.finish();
     Ok((bytes, out))
 }
+
+pub mod keyed;
 
 #[cfg(test)]
 mod tests;

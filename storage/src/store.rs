@@ -521,48 +521,57 @@ impl StreamStore {
     pub async fn read(&self, id: StreamId, offset: i64, max_bytes: usize) -> Result<ReadResult> {
         let stream = self.stream(id)?;
         let high_watermark = stream.high_watermark();
-        let (start_offset, source) = {
-            let st = stream.lock();
-            if offset < st.start_offset || offset > high_watermark {
-                return Err(StorageError::OffsetOutOfRange {
-                    offset,
-                    start: st.start_offset,
-                    end: high_watermark,
-                });
-            }
-            if offset == high_watermark {
-                return Ok(ReadResult { batches: vec![], high_watermark, start_offset: st.start_offset });
-            }
-            if let Some(i) = st.cache_index(offset) {
-                let mut batches = Vec::new();
-                let mut size = 0usize;
-                for b in st.cache.iter().skip(i) {
-                    if b.base_offset >= high_watermark || (size > 0 && size + b.bytes.len() > max_bytes) {
-                        break;
-                    }
-                    size += b.bytes.len();
-                    batches.push(b.bytes.clone());
+        // Key compaction may leave a range with nothing at or after `at`
+        // (superseded records dropped, their offsets kept): read on.
+        let mut at = offset;
+        loop {
+            let (start_offset, key, range, next) = {
+                let st = stream.lock();
+                if at < st.start_offset || offset > high_watermark {
+                    return Err(StorageError::OffsetOutOfRange {
+                        offset,
+                        start: st.start_offset,
+                        end: high_watermark,
+                    });
                 }
-                return Ok(ReadResult { batches, high_watermark, start_offset: st.start_offset });
-            }
-            let Some((key, range)) = st.range_for(offset).cloned() else {
-                return Err(StorageError::Invalid(format!(
-                    "stream {id} has no data for offset {offset} below its high watermark"
-                )));
+                if at >= high_watermark {
+                    return Ok(ReadResult { batches: vec![], high_watermark, start_offset: st.start_offset });
+                }
+                if let Some(i) = st.cache_index(at) {
+                    let mut batches = Vec::new();
+                    let mut size = 0usize;
+                    for b in st.cache.iter().skip(i) {
+                        if b.base_offset >= high_watermark || (size > 0 && size + b.bytes.len() > max_bytes) {
+                            break;
+                        }
+                        size += b.bytes.len();
+                        batches.push(b.bytes.clone());
+                    }
+                    return Ok(ReadResult { batches, high_watermark, start_offset: st.start_offset });
+                }
+                let Some((key, range)) = st.range_for(at).cloned() else {
+                    return Err(StorageError::Invalid(format!(
+                        "stream {id} has no data for offset {at} below its high watermark"
+                    )));
+                };
+                let next = st.range_for(range.end_offset).cloned();
+                (st.start_offset, key, range, next)
             };
-            let next = st.range_for(range.end_offset).cloned();
-            (st.start_offset, (key, range, next))
-        };
-        let (key, range, next) = source;
-        // Read ahead: a reader in this range will want the next one, so its
-        // GET overlaps with serving this one instead of stalling the reader
-        // once per range.
-        if let Some((next_key, next_range)) = next {
-            self.inner.blocks.prefetch(&self.inner.bucket, next_key, next_range);
+            // Read ahead: a reader in this range will want the next one, so
+            // its GET overlaps with serving this one instead of stalling the
+            // reader once per range.
+            if let Some((next_key, next_range)) = next {
+                self.inner.blocks.prefetch(&self.inner.bucket, next_key, next_range);
+            }
+            if range.length > 0 {
+                let data = self.inner.blocks.get(&self.inner.bucket, &key, &range).await?;
+                let batches = crate::block_cache::batches_from(&data, at, max_bytes, &key)?;
+                if !batches.is_empty() {
+                    return Ok(ReadResult { batches, high_watermark, start_offset });
+                }
+            }
+            at = range.end_offset;
         }
-        let data = self.inner.blocks.get(&self.inner.bucket, &key, &range).await?;
-        let batches = crate::block_cache::batches_from(&data, offset, max_bytes, &key)?;
-        Ok(ReadResult { batches, high_watermark, start_offset })
     }
 
     /// Where to start looking for the first record with timestamp >= `ts`:

@@ -190,6 +190,11 @@ impl BrokerProcess {
         text.lines().filter(|l| l.contains("floe is serving Kafka")).map(str::to_string).collect()
     }
 
+    /// The broker's whole log (every incarnation's, appended).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The last lines of the broker's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

@@ -121,9 +121,12 @@ impl OffsetStore {
                     .map_err(|e| StorageError::Invalid(format!("offsets stream {stream}: {e}")))?;
                 at = batch.last_offset() + 1;
                 for (_, record) in batch.records().unwrap_or_default() {
-                    if let Some(r) =
-                        record.value.and_then(|v| serde_json::from_slice::<OffsetRecord>(&v).ok())
-                    {
+                    let parsed = match (&record.key, &record.value) {
+                        (_, Some(v)) => serde_json::from_slice::<OffsetRecord>(v).ok(),
+                        (Some(k), None) => deletion(k),
+                        (None, None) => None,
+                    };
+                    if let Some(r) = parsed {
                         self.apply(r);
                         loaded += 1;
                     }
@@ -177,11 +180,16 @@ impl OffsetStore {
                 committed,
             })
             .collect();
+        // A deletion is a tombstone (null value), so key compaction drops the
+        // offset's history and, after delete.retention.ms, the tombstone.
         let encoded: Vec<Record> = records
             .iter()
             .map(|r| Record {
                 key: Some(Bytes::from(format!("{}\u{0}{}\u{0}{}", r.group, r.topic, r.partition))),
-                value: Some(Bytes::from(serde_json::to_vec(r).expect("offset record serializes"))),
+                value: r
+                    .committed
+                    .as_ref()
+                    .map(|_| Bytes::from(serde_json::to_vec(r).expect("offset record serializes"))),
             })
             .collect();
         let now = now_ms();
@@ -209,6 +217,17 @@ impl OffsetStore {
     pub fn groups(&self) -> Vec<String> {
         self.committed.lock().expect("offsets poisoned").keys().cloned().collect()
     }
+}
+
+/// The deletion a tombstone's key names: `group \0 topic \0 partition`
+/// (topic names cannot hold a NUL, group ids could: split from the right).
+fn deletion(key: &[u8]) -> Option<OffsetRecord> {
+    let key = std::str::from_utf8(key).ok()?;
+    let mut parts = key.rsplitn(3, '\u{0}');
+    let partition = parts.next()?.parse().ok()?;
+    let topic = parts.next()?.to_string();
+    let group = parts.next()?.to_string();
+    Some(OffsetRecord { group, topic, partition, committed: None })
 }
 
 /// The offsets topic's streams, creating the topic on first use.

@@ -1,5 +1,6 @@
 //! DescribeConfigs for topics and for this broker. Each entry's
-//! documentation (v3+) says whether Floe enforces the value yet.
+//! documentation (v3+) says whether Floe enforces the value, or why it has
+//! no effect here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use floe_protocol::{RequestFrame, ResponseError};
 
 use super::{body, respond, Reply};
 use crate::broker::Broker;
-use crate::topic_config::{Kind, TOPIC_CONFIGS};
+use crate::topic_config::{Kind, Support, TOPIC_CONFIGS};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -33,8 +34,6 @@ pub struct Entry {
 }
 
 const ENFORCED: &str = "Enforced by Floe.";
-const STORED: &str = "Stored and returned; not yet enforced by Floe.";
-const DELETE_ONLY: &str = "delete is enforced by Floe (retention); compact is stored but not yet enforced.";
 
 /// Every topic config with its value: set on the topic, else the default.
 pub fn topic_config_entries(broker: &Broker, set: &BTreeMap<String, String>) -> Vec<Entry> {
@@ -51,10 +50,9 @@ pub fn topic_config_entries(broker: &Broker, set: &BTreeMap<String, String>) -> 
                 Some(v) => (v.clone(), DYNAMIC_TOPIC_CONFIG),
                 None => (default, DEFAULT_CONFIG),
             };
-            let doc = match d.name {
-                "cleanup.policy" => DELETE_ONLY,
-                _ if d.in_effect => ENFORCED,
-                _ => STORED,
+            let doc = match d.support {
+                Support::Enforced => ENFORCED,
+                Support::NotApplicable(why) | Support::DefaultOnly(why) => why,
             };
             Entry { name: d.name, value, source, kind: d.kind, read_only: false, doc }
         })

@@ -16,7 +16,9 @@ use floe_storage::{AppendInput, Appended};
 
 use super::{body, Reply};
 use crate::broker::{storage_error_code, Broker, Partition};
+use crate::group::offsets::now_ms;
 use crate::producer_state::SequenceCheck;
+use crate::record_rules::Rules;
 
 enum Outcome {
     /// Another broker serves the partition (KIP-951: say which).
@@ -41,6 +43,8 @@ enum Outcome {
     Pending {
         appended: Appended,
         log_start: i64,
+        /// LogAppendTime topics: the time stamped on the batch (else -1).
+        append_time: i64,
     },
 }
 
@@ -71,7 +75,9 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                         failed(ResponseError::InvalidTopicException, format!("{name} is internal"))
                     }
                     Some(meta) => match broker.partition(meta, p.index) {
-                        Some(Partition::Local { stream, .. }) => append(broker, meta, stream, p.records),
+                        Some(Partition::Local { stream, .. }) => {
+                            append(broker, meta, stream, p.index, p.records)
+                        }
                         Some(Partition::Elsewhere { leader, epoch, .. }) => {
                             Outcome::NotLeader { leader, epoch }
                         }
@@ -159,8 +165,11 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                                 .with_base_offset(-1),
                         }
                     }
-                    Outcome::Pending { appended, log_start } => match appended.durable().await {
-                        Ok(base_offset) => r.with_base_offset(base_offset).with_log_start_offset(log_start),
+                    Outcome::Pending { appended, log_start, append_time } => match appended.durable().await {
+                        Ok(base_offset) => r
+                            .with_base_offset(base_offset)
+                            .with_log_start_offset(log_start)
+                            .with_log_append_time_ms(append_time),
                         Err(error) => r
                             .with_error_code(storage_error_code(&error).code())
                             .with_error_message(Some(StrBytes::from_string(error.to_string())))
@@ -182,7 +191,13 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
     }))
 }
 
-fn append(broker: &Broker, topic: &floe_storage::TopicMeta, stream: u64, records: Option<Bytes>) -> Outcome {
+fn append(
+    broker: &Broker,
+    topic: &floe_storage::TopicMeta,
+    stream: u64,
+    index: i32,
+    records: Option<Bytes>,
+) -> Outcome {
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return failed(ResponseError::CorruptMessage, "no records".to_string());
     };
@@ -209,6 +224,12 @@ fn append(broker: &Broker, topic: &floe_storage::TopicMeta, stream: u64, records
             "transactional and control batches are not supported".to_string(),
         );
     }
+    let partition = || format!("{}-{index}", topic.name);
+    let (batch, append_time) = match Rules::of(&topic.configs).apply(batch, now_ms(), partition) {
+        Ok(b) => b,
+        Err((error, message)) => return failed(error, message),
+    };
+    let batch = &batch;
     let log_start = broker.store.offsets(stream).map(|o| o.start_offset).unwrap_or(0);
     let input = AppendInput {
         bytes: batch.bytes().clone(),
@@ -224,7 +245,9 @@ fn append(broker: &Broker, topic: &floe_storage::TopicMeta, stream: u64, records
             Ok::<_, floe_storage::StorageError>(base)
         });
         return match (verdict, appended) {
-            (Ok(SequenceCheck::Append), Some(appended)) => Outcome::Pending { appended, log_start },
+            (Ok(SequenceCheck::Append), Some(appended)) => {
+                Outcome::Pending { appended, log_start, append_time }
+            }
             (Ok(SequenceCheck::Duplicate(base_offset)), _) => {
                 tracing::debug!(stream, base_offset, "duplicate idempotent batch");
                 let last_offset = base_offset + i64::from(batch.record_count()) - 1;
@@ -236,7 +259,7 @@ fn append(broker: &Broker, topic: &floe_storage::TopicMeta, stream: u64, records
         };
     }
     match broker.store.append(stream, input) {
-        Ok(appended) => Outcome::Pending { appended, log_start },
+        Ok(appended) => Outcome::Pending { appended, log_start, append_time },
         Err(e) => failed(storage_error_code(&e), e.to_string()),
     }
 }

@@ -114,6 +114,10 @@ impl MetaState {
             for (i, r) in run.ranges.iter().enumerate() {
                 s.ranges.insert(first + i, (key.to_string(), r.clone()));
             }
+            if let Some(c) = run.cleaned_to {
+                s.cleaned_end = s.cleaned_end.max(c.min(run.end_offset));
+                s.oldest_tombstone = run.oldest_tombstone;
+            }
             let new_bytes: u64 = run.ranges.iter().map(|r| r.length).sum();
             let old_bytes: u64 = old.iter().map(|(_, r)| r.length).sum();
             s.bytes = s.bytes.saturating_sub(old_bytes) + new_bytes;

@@ -195,6 +195,14 @@ pub struct CompactedRun {
     pub start_offset: i64,
     pub end_offset: i64,
     pub ranges: Vec<ObjectRange>,
+    /// Key compaction: every record below this offset whose key has a newer
+    /// record was dropped (the stream's `cleaned_end` moves here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleaned_to: Option<i64>,
+    /// With `cleaned_to`: the timestamp of the oldest tombstone left below
+    /// it, so that a round is due when it expires (None: no tombstone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_tombstone: Option<i64>,
 }
 
 /// One log entry as stored: who wrote it, in which term, and a nonce that

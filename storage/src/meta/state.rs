@@ -41,6 +41,17 @@ pub struct StreamMeta {
     /// Idempotent producers' state as of `end_offset`, by producer id.
     #[serde(default)]
     pub producers: OrdMap<i64, ProducerSnapshot>,
+    /// Key compaction has cleaned the stream below this offset (0: never);
+    /// what lies above is dirty.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cleaned_end: i64,
+    /// The timestamp of the oldest tombstone below `cleaned_end`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_tombstone: Option<i64>,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// A registered broker incarnation.

@@ -289,6 +289,8 @@ mod properties {
                         start_offset: start,
                         end_offset: end,
                         ranges: vec![merged],
+                        cleaned_to: None,
+                        oldest_tombstone: None,
                     }],
                 }
             }
@@ -392,6 +394,8 @@ fn a_compaction_replaces_exact_runs_of_the_owner_and_skips_stale_ones() {
         start_offset: start,
         end_offset: end,
         ranges: vec![ObjectRange { length: 20, ..range(stream, 1, start, end) }],
+        cleaned_to: None,
+        oldest_tombstone: None,
     };
     // Stream 0's first two ranges, stream 1 at a stale epoch, and a run that
     // does not end at a range boundary: only the first applies.

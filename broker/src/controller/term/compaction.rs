@@ -19,6 +19,8 @@ fn run_of(r: &proto::CompactedRun) -> CompactedRun {
         start_offset: r.start_offset,
         end_offset: r.end_offset,
         ranges: r.ranges.iter().map(ObjectRange::from).collect(),
+        cleaned_to: r.cleaned_to,
+        oldest_tombstone: r.oldest_tombstone,
     }
 }
 
