@@ -108,7 +108,10 @@ impl ControllerLease {
             }
             Some((current, version)) => {
                 let mine = current.holder == self.me.holder && current.instance == self.me.instance;
-                let expired = {
+                // Released by a holder that ended its term (a clean stop):
+                // free now, no need to watch it run out.
+                let released = current.duration_ms == 0 && current.holder >= 0;
+                let expired = released || {
                     let mut watched = self.watched.lock().expect("lease lock");
                     match &*watched {
                         Some((v, since)) if *v == version => {

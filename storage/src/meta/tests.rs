@@ -182,6 +182,19 @@ async fn the_lease_is_taken_over_only_after_it_runs_out() {
 }
 
 #[tokio::test]
+async fn a_released_lease_is_taken_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Duration::from_secs(60);
+    let a = ControllerLease::new(bucket(dir.path()), 1, "a:1".into(), "dir-a".into(), d);
+    let b = ControllerLease::new(bucket(dir.path()), 2, "b:1".into(), "dir-b".into(), d);
+    assert_eq!(a.try_acquire().await.unwrap(), Some(1));
+    assert_eq!(b.try_acquire().await.unwrap(), None, "held for a minute");
+    a.release().await;
+    assert_eq!(b.try_acquire().await.unwrap(), Some(2), "no minute to wait once released");
+    assert!(!a.renew().await.unwrap());
+}
+
+#[tokio::test]
 async fn local_directories_pass_the_atomicity_check() {
     let dir = tempfile::tempdir().unwrap();
     crate::cas::check_atomic(&bucket(dir.path())).await.unwrap();

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod compare;
 pub mod cpu;
 pub mod end_to_end;
+pub mod history;
 pub mod limits;
 pub mod long_run;
 pub mod produce;

@@ -19,7 +19,7 @@ use floe_testing::bench::cluster::{self, ClusterOptions};
 use floe_testing::bench::compare::{self, CompareOptions, S3Latency};
 use floe_testing::bench::long_run::{self, LongRunOptions};
 use floe_testing::bench::target::{Kind, TargetSpec};
-use floe_testing::bench::{end_to_end, limits, produce, table, upload_cost, Latency};
+use floe_testing::bench::{end_to_end, history, limits, produce, table, upload_cost, Latency};
 use floe_testing::s3_proxy::{Delay, LatencyProxy};
 
 #[derive(Parser)]
@@ -86,6 +86,33 @@ enum Scenario {
     /// after warm-up (they should stay flat). Objects go to S3 (AWS_* from
     /// the environment) or to --local-dir.
     LongRun(LongRunArgs),
+    /// What a long history costs after compaction: the GETs of a cold
+    /// catch-up read of one partition's history, and the time to load the
+    /// metadata of many partitions with many uploads each (starts its own
+    /// brokers behind a counting proxy in front of UPSTREAM).
+    History {
+        #[arg(long, default_value = "127.0.0.1:8333")]
+        upstream: std::net::SocketAddr,
+        #[arg(long, env = "FLOE_TEST_BUCKET", default_value = "floe-test")]
+        bucket: String,
+        /// The catch-up read's history, in MB of record values.
+        #[arg(long, default_value_t = 1024)]
+        history_mb: u64,
+        /// How fast the history is written (slowly: many small uploads).
+        #[arg(long, default_value_t = 20.0)]
+        history_mb_per_s: f64,
+        /// The catch-up broker's upload interval.
+        #[arg(long, default_value_t = 50)]
+        upload_interval_ms: u64,
+        /// Partitions of the metadata history.
+        #[arg(long, default_value_t = 10_000)]
+        partitions: i32,
+        /// Uploads in the metadata history (one range per partition each).
+        #[arg(long, default_value_t = 30)]
+        rounds: u32,
+        #[arg(long, default_value_t = 1000)]
+        compaction_interval_ms: u64,
+    },
     /// The limits, then every scenario against each target at each S3
     /// latency, in one run: a table of ratios, JSON (--json), and pictures
     /// in --out.
@@ -649,6 +676,36 @@ async fn main() -> anyhow::Result<()> {
                 );
                 std::fs::write(path, chart::over_time(&title, &long_run::panels(&r)))?;
             }
+            serde_json::to_string_pretty(&r)?
+        }
+        Scenario::History {
+            upstream,
+            bucket,
+            history_mb,
+            history_mb_per_s,
+            upload_interval_ms,
+            partitions,
+            rounds,
+            compaction_interval_ms,
+        } => {
+            let run_id = format!(
+                "history-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs()
+            );
+            let o = history::HistoryOptions {
+                upstream,
+                bucket,
+                run_id,
+                history_mb,
+                history_mb_per_s,
+                upload_interval_ms,
+                partitions,
+                rounds,
+                compaction_interval_ms,
+            };
+            let r = history::run(&o).await?;
+            println!("{}", history::render(&r));
             serde_json::to_string_pretty(&r)?
         }
         Scenario::Compare(args) => {
