@@ -64,7 +64,7 @@ async fn once(broker: &Broker, cfg: &CompactionConfig) -> Result<(), StorageErro
         time_window_ms: retention::compaction_window_ms(&state, &defaults),
         ..cfg.clone()
     };
-    let Some(plan) = compaction::plan(&state, broker.broker_id(), cfg) else {
+    let Some(plan) = compaction::plan_at(&state, broker.broker_id(), cfg, now_ms()) else {
         return clean_keys(broker, cfg).await;
     };
     let started = Instant::now();

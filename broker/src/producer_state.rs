@@ -2,13 +2,20 @@
 //! few batches' sequence ranges, as Kafka keeps them. A retried batch is
 //! acknowledged with its original offset and not written again; a gap in
 //! sequences is refused.
+//!
+//! A batch's sequences are recorded when its append is queued, so that the
+//! next batch is checked against them, but the batch is not yet durable: a
+//! retry that arrives meanwhile waits for the original's outcome, and an
+//! append that fails is taken out again, so that its retry is written
+//! (answering it as a duplicate would acknowledge a record never written).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use floe_protocol::{RecordBatch, ResponseError};
 use floe_storage::meta::ProducerSnapshot;
-use floe_storage::{StreamId, StreamStore};
+use floe_storage::{Appended, StorageError, StreamId, StreamStore};
+use tokio::sync::watch;
 
 use crate::proto;
 
@@ -16,11 +23,92 @@ use crate::proto;
 /// client has in flight with idempotence on.
 const TRACKED_BATCHES: usize = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct SeqRange {
     first: i32,
     last: i32,
     base_offset: i64,
+    /// The append's outcome while it may still fail (None: known durable,
+    /// restored from the metadata or replayed from the WAL).
+    settled: Option<watch::Receiver<Settle>>,
+}
+
+/// Where an append of an idempotent batch stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Pending,
+    /// Fsynced while this broker's lease held: acknowledge.
+    Durable,
+    /// Fsynced, but after the lease ran out: durable, not acknowledged here.
+    LeaseExpired,
+    /// Not written: the state forgets it, and a retry is appended anew.
+    Failed,
+}
+
+/// The duty that comes with an appended idempotent batch: say how its
+/// append ended, or retries of it wait in vain. [`Settlement::settle_when`]
+/// does it in its own task, whatever becomes of the request.
+#[must_use = "a retry of this batch waits until its append is settled"]
+pub struct Settlement {
+    stream: StreamId,
+    producer_id: i64,
+    first: i32,
+    base_offset: i64,
+    tx: watch::Sender<Settle>,
+}
+
+impl Settlement {
+    /// The outcome, for the request that appended the batch.
+    pub fn outcome(&self) -> Original {
+        Original(Some(self.tx.subscribe()))
+    }
+
+    /// Records the outcome: a failed append leaves no trace in the state.
+    pub fn settle(self, states: &ProducerStates, outcome: Settle) {
+        if outcome == Settle::Failed {
+            let mut entries = states.entries.lock().expect("producer state poisoned");
+            if let Some(e) = entries.get_mut(&(self.producer_id, self.stream)) {
+                e.batches.retain(|b| !(b.first == self.first && b.base_offset == self.base_offset));
+            }
+        }
+        let _ = self.tx.send(outcome);
+    }
+
+    /// Settles once `appended` is durable or has failed.
+    pub async fn settle_when(self, appended: Appended, states: Arc<ProducerStates>) {
+        let outcome = match appended.durable().await {
+            Ok(_) => Settle::Durable,
+            Err(StorageError::LeaseExpired) => Settle::LeaseExpired,
+            Err(_) => Settle::Failed,
+        };
+        self.settle(&states, outcome);
+    }
+}
+
+/// The original of a duplicate, whose append may still be under way.
+pub struct Original(Option<watch::Receiver<Settle>>);
+
+impl Original {
+    /// How the original's append ended (Durable for one known durable);
+    /// Pending if it is still not settled after `timeout`.
+    pub async fn outcome(self, timeout: std::time::Duration) -> Settle {
+        let Some(mut rx) = self.0 else { return Settle::Durable };
+        let settled = tokio::time::timeout(timeout, rx.wait_for(|s| *s != Settle::Pending)).await;
+        match settled {
+            Ok(Ok(s)) => *s,
+            // The settlement was dropped unsettled: its outcome is unknown.
+            Ok(Err(_)) => Settle::Failed,
+            Err(_) => Settle::Pending,
+        }
+    }
+}
+
+/// A checked batch: the verdict, the settlement of an append, or the
+/// original of a duplicate.
+pub struct Checked {
+    pub verdict: SequenceCheck,
+    pub settlement: Option<Settlement>,
+    pub original: Option<Original>,
 }
 
 #[derive(Debug, Default)]
@@ -69,7 +157,7 @@ impl ProducerStates {
             .and_then(|e| e.batches.back())
             .is_some_and(|b| b.base_offset >= batch.base_offset());
         if !covered {
-            record(&mut entries, stream, batch, batch.base_offset());
+            record(&mut entries, stream, batch, batch.base_offset(), None);
         }
     }
 
@@ -80,7 +168,7 @@ impl ProducerStates {
             let batches = p
                 .batches
                 .iter()
-                .map(|&(first, last, base_offset)| SeqRange { first, last, base_offset })
+                .map(|&(first, last, base_offset)| SeqRange { first, last, base_offset, settled: None })
                 .collect();
             entries.insert((p.producer_id, stream), ProducerEntry { epoch: p.epoch, batches });
         }
@@ -128,14 +216,33 @@ impl ProducerStates {
         stream: StreamId,
         batch: &RecordBatch,
         append: impl FnOnce() -> Result<i64, E>,
-    ) -> Result<SequenceCheck, E> {
+    ) -> Result<Checked, E> {
         let mut entries = self.entries.lock().expect("producer state poisoned");
-        let verdict = check(entries.get(&(batch.producer_id(), stream)), batch);
-        if verdict == SequenceCheck::Append {
-            let base_offset = append()?;
-            record(&mut entries, stream, batch, base_offset);
+        let entry = entries.get(&(batch.producer_id(), stream));
+        let verdict = check(entry, batch);
+        let mut checked = Checked { verdict, settlement: None, original: None };
+        match verdict {
+            SequenceCheck::Append => {
+                let base_offset = append()?;
+                let (tx, rx) = watch::channel(Settle::Pending);
+                record(&mut entries, stream, batch, base_offset, Some(rx));
+                checked.settlement = Some(Settlement {
+                    stream,
+                    producer_id: batch.producer_id(),
+                    first: batch.base_sequence(),
+                    base_offset,
+                    tx,
+                });
+            }
+            SequenceCheck::Duplicate(base_offset) => {
+                let settled = entry
+                    .and_then(|e| e.batches.iter().find(|b| b.base_offset == base_offset))
+                    .and_then(|b| b.settled.clone());
+                checked.original = Some(Original(settled));
+            }
+            SequenceCheck::Reject(_) => {}
         }
-        Ok(verdict)
+        Ok(checked)
     }
 }
 
@@ -172,6 +279,7 @@ fn record(
     stream: StreamId,
     batch: &RecordBatch,
     base_offset: i64,
+    settled: Option<watch::Receiver<Settle>>,
 ) {
     let entry = entries.entry((batch.producer_id(), stream)).or_default();
     if batch.producer_epoch() != entry.epoch {
@@ -182,6 +290,7 @@ fn record(
         first: batch.base_sequence(),
         last: batch.last_sequence(),
         base_offset,
+        settled,
     });
     while entry.batches.len() > TRACKED_BATCHES {
         entry.batches.pop_front();
@@ -200,13 +309,14 @@ fn next_sequence(seq: i32) -> i32 {
 mod tests {
     use super::*;
     use floe_protocol::batch::build_idempotent_batch;
+    use std::time::Duration;
 
     fn batch(pid: i64, epoch: i16, seq: i32, n: usize) -> RecordBatch {
         let values: Vec<&[u8]> = (0..n).map(|_| &b"v"[..]).collect();
         RecordBatch::parse(build_idempotent_batch(0, 0, pid, epoch, seq, &values)).unwrap()
     }
 
-    fn run(states: &ProducerStates, b: &RecordBatch, next: &mut i64) -> SequenceCheck {
+    fn check(states: &ProducerStates, b: &RecordBatch, next: &mut i64) -> Checked {
         states
             .check_and_append::<()>(1, b, || {
                 let base = *next;
@@ -214,6 +324,42 @@ mod tests {
                 Ok(base)
             })
             .unwrap()
+    }
+
+    /// Checks and, for an append, settles it durable at once.
+    fn run(states: &ProducerStates, b: &RecordBatch, next: &mut i64) -> SequenceCheck {
+        let checked = check(states, b, next);
+        if let Some(s) = checked.settlement {
+            s.settle(states, Settle::Durable);
+        }
+        checked.verdict
+    }
+
+    #[tokio::test]
+    async fn a_retry_waits_for_its_original_and_a_failed_append_leaves_no_trace() {
+        let s = ProducerStates::default();
+        let mut next = 0;
+        let first = check(&s, &batch(7, 0, 0, 2), &mut next);
+        let settlement = first.settlement.expect("appended");
+        // A retry while the original waits for its fsync: a duplicate whose
+        // answer is the original's.
+        let retry = check(&s, &batch(7, 0, 0, 2), &mut next);
+        assert_eq!(retry.verdict, SequenceCheck::Duplicate(0));
+        let original = retry.original.expect("the original");
+        assert_eq!(
+            Original(original.0.clone()).outcome(Duration::from_millis(20)).await,
+            Settle::Pending,
+            "not answered before the original is settled"
+        );
+        settlement.settle(&s, Settle::Failed);
+        assert_eq!(original.outcome(Duration::from_secs(5)).await, Settle::Failed);
+        // The failed append is gone: the next retry is written.
+        let again = check(&s, &batch(7, 0, 0, 2), &mut next);
+        assert_eq!(again.verdict, SequenceCheck::Append);
+        again.settlement.unwrap().settle(&s, Settle::Durable);
+        let dup = check(&s, &batch(7, 0, 0, 2), &mut next);
+        assert_eq!(dup.verdict, SequenceCheck::Duplicate(2));
+        assert_eq!(dup.original.unwrap().outcome(Duration::from_secs(5)).await, Settle::Durable);
     }
 
     #[test]

@@ -47,6 +47,12 @@ pub struct CompactionConfig {
     /// window. Shorter: retention closer to exact; longer: fewer, larger
     /// ranges.
     pub time_window_ms: i64,
+    /// A class with fewer than `min_inputs` objects (at least two) is merged
+    /// anyway once its newest record is this old: partitions that stopped
+    /// growing end in a few large ranges, not up to `min_inputs - 1` small
+    /// ones per class (a catch-up read GETs each). Shorter: fewer ranges
+    /// sooner, more rewrites of slow partitions.
+    pub settle_after_ms: i64,
 }
 
 impl Default for CompactionConfig {
@@ -57,6 +63,7 @@ impl Default for CompactionConfig {
             max_output_bytes: 256 << 20,
             max_range_bytes: 64 << 20,
             time_window_ms: 0,
+            settle_after_ms: 300_000,
         }
     }
 }
@@ -88,7 +95,14 @@ pub struct CompactionOutput {
 
 /// Picks small (or half-dead) objects holding `broker_id`'s streams, and the
 /// runs of those streams' ranges that lie in them. None: nothing worth doing.
+/// (Without a clock: classes that have settled are not merged early.)
 pub fn plan(state: &MetaState, broker_id: i32, cfg: &CompactionConfig) -> Option<Plan> {
+    plan_at(state, broker_id, cfg, i64::MIN)
+}
+
+/// [`plan`] at `now_ms`: a settled class (see
+/// [`CompactionConfig::settle_after_ms`]) is merged too.
+pub fn plan_at(state: &MetaState, broker_id: i32, cfg: &CompactionConfig, now_ms: i64) -> Option<Plan> {
     let mine: Vec<StreamId> = state
         .streams
         .iter()
@@ -135,9 +149,14 @@ pub fn plan(state: &MetaState, broker_id: i32, cfg: &CompactionConfig) -> Option
             classes.entry((c, window(key))).or_default().push((key, *bytes));
         }
     }
-    let (_, members) = classes
-        .into_iter()
-        .find(|(_, objects)| objects.len() >= cfg.min_inputs || objects.iter().any(|(k, _)| half_dead(k)))?;
+    let settled = |objects: &[(&str, u64)]| {
+        let newest = objects.iter().filter_map(|(k, _)| newest.get(k)).max().copied().unwrap_or(i64::MAX);
+        objects.len() >= 2 && newest < now_ms.saturating_sub(cfg.settle_after_ms)
+    };
+    let (_, members) = classes.into_iter().find(|(_, objects)| {
+        objects.len() >= cfg.min_inputs || objects.iter().any(|(k, _)| half_dead(k)) || settled(objects)
+    })?;
+    let settled = settled(&members);
     let mut chosen: HashSet<&str> = HashSet::new();
     let mut total = 0u64;
     // Oldest first: keys of one incarnation sort in upload order.
@@ -149,7 +168,10 @@ pub fn plan(state: &MetaState, broker_id: i32, cfg: &CompactionConfig) -> Option
         chosen.insert(key);
     }
     // The output limit may cut the class short: merge only what is worth it.
-    if chosen.len() < cfg.min_inputs && !chosen.iter().any(|k| half_dead(k)) {
+    if chosen.len() < cfg.min_inputs
+        && !chosen.iter().any(|k| half_dead(k))
+        && !(settled && chosen.len() >= 2)
+    {
         return None;
     }
     let mut runs = Vec::new();
@@ -227,6 +249,12 @@ impl StreamStore {
             .map(|(key, span)| {
                 let (bucket, key) = (inner.bucket.clone(), key.to_string());
                 async move {
+                    // Key compaction can leave an object whose ranges are all
+                    // empty: nothing to GET (an empty range is not a request
+                    // every S3 server accepts).
+                    if span.1 <= span.0 {
+                        return Ok::<_, StorageError>((key, (span.0, Bytes::new())));
+                    }
                     let bytes =
                         bucket.store.get_range(&bucket.key(&key), span.0..span.1).await.map_err(|e| {
                             StorageError::ObjectRead { key: key.clone(), reason: e.to_string() }

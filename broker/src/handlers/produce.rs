@@ -4,6 +4,7 @@
 //! is the only copy a broker makes before the object store).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use floe_protocol::kafka_protocol::messages::produce_response::{
@@ -12,12 +13,12 @@ use floe_protocol::kafka_protocol::messages::produce_response::{
 use floe_protocol::kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use floe_protocol::kafka_protocol::protocol::StrBytes;
 use floe_protocol::{encode_response, RecordBatch, RequestFrame, ResponseError};
-use floe_storage::{AppendInput, Appended};
+use floe_storage::{AppendInput, Appended, StorageError};
 
 use super::{body, Reply};
 use crate::broker::{storage_error_code, Broker, Partition};
 use crate::group::offsets::now_ms;
-use crate::producer_state::SequenceCheck;
+use crate::producer_state::{Original, SequenceCheck, Settle};
 use crate::record_rules::Rules;
 
 enum Outcome {
@@ -32,13 +33,21 @@ enum Outcome {
         base_offset: i64,
         log_start: i64,
     },
-    /// A retry of a batch already written at `base_offset`: acknowledged
-    /// once the original is durable.
+    /// A retry of a batch already appended at `base_offset`: answered as
+    /// its original's append ends.
     Duplicate {
         stream: u64,
         base_offset: i64,
         last_offset: i64,
         log_start: i64,
+        original: Original,
+    },
+    /// An idempotent batch appended; its settlement task says how it ended.
+    Settling {
+        outcome: Original,
+        base_offset: i64,
+        log_start: i64,
+        append_time: i64,
     },
     Pending {
         appended: Appended,
@@ -156,10 +165,40 @@ pub async fn handle(broker: &Arc<Broker>, frame: &RequestFrame) -> Reply {
                         .with_error_message(message.map(StrBytes::from_string))
                         .with_base_offset(base_offset)
                         .with_log_start_offset(log_start),
-                    Outcome::Duplicate { stream, base_offset, last_offset, log_start } => {
-                        match store.wait_durable(stream, last_offset).await {
+                    Outcome::Duplicate { stream, base_offset, last_offset, log_start, original } => {
+                        // The original's outcome first: offsets passing the
+                        // high watermark do not prove its bytes were written.
+                        let answer = match original.outcome(Duration::from_secs(30)).await {
+                            Settle::Durable => store.wait_durable(stream, last_offset).await,
+                            Settle::LeaseExpired => Err(StorageError::LeaseExpired),
+                            Settle::Failed => Err(StorageError::WalClosed),
+                            Settle::Pending => Err(StorageError::Unavailable(format!(
+                                "the original of this retry (offset {base_offset}) is not durable yet"
+                            ))),
+                        };
+                        match answer {
                             Ok(()) => r.with_base_offset(base_offset).with_log_start_offset(log_start),
                             Err(error) => r
+                                .with_error_code(storage_error_code(&error).code())
+                                .with_error_message(Some(StrBytes::from_string(error.to_string())))
+                                .with_base_offset(-1),
+                        }
+                    }
+                    Outcome::Settling { outcome, base_offset, log_start, append_time } => {
+                        let error = match outcome.outcome(Duration::from_secs(3600)).await {
+                            Settle::Durable => None,
+                            Settle::LeaseExpired => Some(StorageError::LeaseExpired),
+                            Settle::Failed => Some(StorageError::WalClosed),
+                            Settle::Pending => {
+                                Some(StorageError::Unavailable("not durable in an hour".into()))
+                            }
+                        };
+                        match error {
+                            None => r
+                                .with_base_offset(base_offset)
+                                .with_log_start_offset(log_start)
+                                .with_log_append_time_ms(append_time),
+                            Some(error) => r
                                 .with_error_code(storage_error_code(&error).code())
                                 .with_error_message(Some(StrBytes::from_string(error.to_string())))
                                 .with_base_offset(-1),
@@ -238,24 +277,37 @@ fn append(
     };
     if batch.producer_id() >= 0 && batch.base_sequence() >= 0 {
         let mut appended = None;
-        let verdict = broker.producers.check_and_append(stream, batch, || {
+        let checked = broker.producers.check_and_append(stream, batch, || {
             let a = broker.store.append(stream, input)?;
             let base = a.base_offset;
             appended = Some(a);
-            Ok::<_, floe_storage::StorageError>(base)
+            Ok::<_, StorageError>(base)
         });
-        return match (verdict, appended) {
-            (Ok(SequenceCheck::Append), Some(appended)) => {
-                Outcome::Pending { appended, log_start, append_time }
+        let checked = match checked {
+            Ok(c) => c,
+            Err(e) => return failed(storage_error_code(&e), e.to_string()),
+        };
+        return match (checked.verdict, checked.settlement, appended, checked.original) {
+            (SequenceCheck::Append, Some(settlement), Some(appended), _) => {
+                let outcome = settlement.outcome();
+                let base_offset = appended.base_offset;
+                // Settled in its own task: a retry must learn the outcome
+                // even if this request's connection goes away (or acks=0).
+                tokio::spawn(settlement.settle_when(appended, broker.producers.clone()));
+                Outcome::Settling { outcome, base_offset, log_start, append_time }
             }
-            (Ok(SequenceCheck::Duplicate(base_offset)), _) => {
+            (SequenceCheck::Duplicate(base_offset), _, _, Some(original)) => {
                 tracing::debug!(stream, base_offset, "duplicate idempotent batch");
                 let last_offset = base_offset + i64::from(batch.record_count()) - 1;
-                Outcome::Duplicate { stream, base_offset, last_offset, log_start }
+                Outcome::Duplicate { stream, base_offset, last_offset, log_start, original }
             }
-            (Ok(SequenceCheck::Reject(error)), _) => failed(error, None),
-            (Ok(SequenceCheck::Append), None) => failed(ResponseError::UnknownServerError, None),
-            (Err(e), _) => failed(storage_error_code(&e), e.to_string()),
+            (SequenceCheck::Reject(error), ..) => failed(error, None),
+            (_, settlement, ..) => {
+                if let Some(s) = settlement {
+                    s.settle(&broker.producers, Settle::Failed);
+                }
+                failed(ResponseError::UnknownServerError, None)
+            }
         };
     }
     match broker.store.append(stream, input) {

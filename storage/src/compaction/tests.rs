@@ -58,6 +58,13 @@ fn state(uploads: usize, length: u64) -> MetaState {
 fn nothing_is_planned_until_enough_small_objects_wait() {
     let cfg = CompactionConfig::default();
     assert_eq!(plan(&state(7, 1000), 0, &cfg), None, "seven uploads: wait for the eighth");
+    let settled = CompactionConfig { settle_after_ms: 1000, ..cfg.clone() };
+    let newest =
+        state(7, 1000).streams.values().flat_map(|s| s.ranges.iter()).map(|(_, r)| r.max_timestamp).max();
+    let newest = newest.unwrap();
+    assert_eq!(plan_at(&state(7, 1000), 0, &settled, newest + 1000), None, "still growing");
+    let p = plan_at(&state(7, 1000), 0, &settled, newest + 1001).expect("settled: merged as they are");
+    assert_eq!(p.inputs.len(), 7);
     let p = plan(&state(8, 1000), 0, &cfg).expect("eight small uploads");
     assert_eq!(p.inputs.len(), 8);
     assert!(p.inputs.iter().all(|k| k.starts_with("data/b0-")), "only objects holding broker 0's streams");

@@ -104,7 +104,7 @@ enum Scenario {
         /// The catch-up broker's upload interval.
         #[arg(long, default_value_t = 50)]
         upload_interval_ms: u64,
-        /// Partitions of the metadata history.
+        /// Partitions of the metadata history (0: skip that part; --history-mb 0 skips the other).
         #[arg(long, default_value_t = 10_000)]
         partitions: i32,
         /// Uploads in the metadata history (one range per partition each).
