@@ -5,12 +5,12 @@
 //!
 //! A batch's sequences are recorded when its append is queued, so that the
 //! next batch is checked against them, but the batch is not yet durable: a
-//! retry that arrives meanwhile waits for the original's outcome, and an
-//! append that fails is taken out again, so that its retry is written
-//! (answering it as a duplicate would acknowledge a record never written).
+//! retry is answered with its original's outcome (acknowledged once the
+//! original is durable, refused if it failed), never just because later
+//! offsets became durable: that would acknowledge a record never written.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use floe_protocol::{RecordBatch, ResponseError};
 use floe_storage::meta::ProducerSnapshot;
@@ -50,10 +50,6 @@ pub enum Settle {
 /// does it in its own task, whatever becomes of the request.
 #[must_use = "a retry of this batch waits until its append is settled"]
 pub struct Settlement {
-    stream: StreamId,
-    producer_id: i64,
-    first: i32,
-    base_offset: i64,
     tx: watch::Sender<Settle>,
 }
 
@@ -63,25 +59,25 @@ impl Settlement {
         Original(Some(self.tx.subscribe()))
     }
 
-    /// Records the outcome: a failed append leaves no trace in the state.
-    pub fn settle(self, states: &ProducerStates, outcome: Settle) {
-        if outcome == Settle::Failed {
-            let mut entries = states.entries.lock().expect("producer state poisoned");
-            if let Some(e) = entries.get_mut(&(self.producer_id, self.stream)) {
-                e.batches.retain(|b| !(b.first == self.first && b.base_offset == self.base_offset));
-            }
-        }
+    /// Records the outcome for the retries that wait on it. A failed batch
+    /// keeps its place in the state: the WAL accepts nothing more after a
+    /// failed write, so a retry could not be written here anyway, and
+    /// taking it out would make the retries of the batches behind it out of
+    /// order (a client then starts a new epoch and resends what may already
+    /// be written). Its retries get a retriable error until the stream is
+    /// served by an incarnation whose state was rebuilt from durable data.
+    pub fn settle(self, outcome: Settle) {
         let _ = self.tx.send(outcome);
     }
 
     /// Settles once `appended` is durable or has failed.
-    pub async fn settle_when(self, appended: Appended, states: Arc<ProducerStates>) {
+    pub async fn settle_when(self, appended: Appended) {
         let outcome = match appended.durable().await {
             Ok(_) => Settle::Durable,
             Err(StorageError::LeaseExpired) => Settle::LeaseExpired,
             Err(_) => Settle::Failed,
         };
-        self.settle(&states, outcome);
+        self.settle(outcome);
     }
 }
 
@@ -226,13 +222,7 @@ impl ProducerStates {
                 let base_offset = append()?;
                 let (tx, rx) = watch::channel(Settle::Pending);
                 record(&mut entries, stream, batch, base_offset, Some(rx));
-                checked.settlement = Some(Settlement {
-                    stream,
-                    producer_id: batch.producer_id(),
-                    first: batch.base_sequence(),
-                    base_offset,
-                    tx,
-                });
+                checked.settlement = Some(Settlement { tx });
             }
             SequenceCheck::Duplicate(base_offset) => {
                 let settled = entry
@@ -330,19 +320,19 @@ mod tests {
     fn run(states: &ProducerStates, b: &RecordBatch, next: &mut i64) -> SequenceCheck {
         let checked = check(states, b, next);
         if let Some(s) = checked.settlement {
-            s.settle(states, Settle::Durable);
+            s.settle(Settle::Durable);
         }
         checked.verdict
     }
 
     #[tokio::test]
-    async fn a_retry_waits_for_its_original_and_a_failed_append_leaves_no_trace() {
+    async fn a_retry_is_answered_with_its_originals_outcome() {
         let s = ProducerStates::default();
         let mut next = 0;
         let first = check(&s, &batch(7, 0, 0, 2), &mut next);
-        let settlement = first.settlement.expect("appended");
+        let second = check(&s, &batch(7, 0, 2, 1), &mut next);
         // A retry while the original waits for its fsync: a duplicate whose
-        // answer is the original's.
+        // answer is the original's, not the high watermark's.
         let retry = check(&s, &batch(7, 0, 0, 2), &mut next);
         assert_eq!(retry.verdict, SequenceCheck::Duplicate(0));
         let original = retry.original.expect("the original");
@@ -351,13 +341,16 @@ mod tests {
             Settle::Pending,
             "not answered before the original is settled"
         );
-        settlement.settle(&s, Settle::Failed);
+        first.settlement.unwrap().settle(Settle::Failed);
         assert_eq!(original.outcome(Duration::from_secs(5)).await, Settle::Failed);
-        // The failed append is gone: the next retry is written.
+        // Still a duplicate (never written twice, never out of order for the
+        // batch behind it), answered with the failure again.
         let again = check(&s, &batch(7, 0, 0, 2), &mut next);
-        assert_eq!(again.verdict, SequenceCheck::Append);
-        again.settlement.unwrap().settle(&s, Settle::Durable);
-        let dup = check(&s, &batch(7, 0, 0, 2), &mut next);
+        assert_eq!(again.verdict, SequenceCheck::Duplicate(0));
+        assert_eq!(again.original.unwrap().outcome(Duration::from_secs(5)).await, Settle::Failed);
+        assert_eq!(next, 3, "nothing written again");
+        second.settlement.unwrap().settle(Settle::Durable);
+        let dup = check(&s, &batch(7, 0, 2, 1), &mut next);
         assert_eq!(dup.verdict, SequenceCheck::Duplicate(2));
         assert_eq!(dup.original.unwrap().outcome(Duration::from_secs(5)).await, Settle::Durable);
     }

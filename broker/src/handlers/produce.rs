@@ -293,7 +293,7 @@ fn append(
                 let base_offset = appended.base_offset;
                 // Settled in its own task: a retry must learn the outcome
                 // even if this request's connection goes away (or acks=0).
-                tokio::spawn(settlement.settle_when(appended, broker.producers.clone()));
+                tokio::spawn(settlement.settle_when(appended));
                 Outcome::Settling { outcome, base_offset, log_start, append_time }
             }
             (SequenceCheck::Duplicate(base_offset), _, _, Some(original)) => {
@@ -304,7 +304,7 @@ fn append(
             (SequenceCheck::Reject(error), ..) => failed(error, None),
             (_, settlement, ..) => {
                 if let Some(s) = settlement {
-                    s.settle(&broker.producers, Settle::Failed);
+                    s.settle(Settle::Failed);
                 }
                 failed(ResponseError::UnknownServerError, None)
             }

@@ -129,6 +129,18 @@ fn broker(
     Ok((b, store))
 }
 
+/// Deletes everything the run left under `store`'s prefix: a GB per run
+/// would otherwise pile up in the S3 server's disk.
+async fn remove(store: &ObjectStore) -> anyhow::Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    let bucket = floe_storage::Bucket::open(&store.url, Duration::from_secs(30))?;
+    let paths = bucket.store.list(Some(&bucket.prefix)).map_ok(|m| m.location).boxed();
+    let deleted: Vec<_> = bucket.store.delete_stream(paths).collect().await;
+    let failed = deleted.iter().filter(|r| r.is_err()).count();
+    anyhow::ensure!(failed == 0, "{failed} objects of {} were not deleted", store.url);
+    Ok(())
+}
+
 /// The metadata as a starting broker loads it, and how long that took.
 async fn load(store: &ObjectStore) -> anyhow::Result<(MetaState, f64)> {
     let bucket = floe_storage::Bucket::open(&store.url, Duration::from_secs(30))?;
@@ -205,6 +217,7 @@ async fn catch_up_gets(o: &HistoryOptions, proxy: &LatencyProxy) -> anyhow::Resu
     let read_seconds = started.elapsed().as_secs_f64();
     let gets = proxy.counts.snapshot().since(&before).get;
     b.stop()?;
+    remove(&store).await?;
     let bytes = read_records * record_size as u64;
     Ok(CatchUpGets {
         history_bytes: written.acked * record_size as u64,
@@ -309,6 +322,7 @@ async fn metadata_load(o: &HistoryOptions, proxy: &LatencyProxy) -> anyhow::Resu
     let kept = std::env::temp_dir().join("floe-bench-history-broker.log");
     std::fs::copy(&b.log, &kept)?;
     eprintln!("[history] the metadata broker's log is in {}", kept.display());
+    remove(&store).await?;
     let ranges_live = state.streams.values().map(|s| s.ranges.len()).sum();
     Ok(MetadataLoad {
         partitions: o.partitions,
