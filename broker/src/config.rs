@@ -96,6 +96,15 @@ pub struct Args {
     /// Upload as soon as this many bytes wait [default: 16777216].
     #[arg(long, env = "FLOE_UPLOAD_BYTES")]
     pub upload_bytes: Option<u64>,
+    /// Memory for recent batches after upload, so tailing consumers never
+    /// read the object store; more keeps slower consumers off it
+    /// [default: 268435456].
+    #[arg(long, env = "FLOE_LOG_CACHE_BYTES")]
+    pub log_cache_bytes: Option<u64>,
+    /// Memory for object ranges read by catch-up consumers; more serves
+    /// repeated catch-up reads without GETs [default: 268435456].
+    #[arg(long, env = "FLOE_BLOCK_CACHE_BYTES")]
+    pub block_cache_bytes: Option<u64>,
     /// Most client connections served at once [default: 10000].
     #[arg(long, env = "FLOE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -140,6 +149,8 @@ pub struct BrokerConfig {
     pub message_max_bytes: i32,
     pub upload_interval: Duration,
     pub upload_bytes: u64,
+    pub log_cache_bytes: u64,
+    pub block_cache_bytes: u64,
     pub max_connections: usize,
     pub group_initial_rebalance_delay: Duration,
     pub rpc_listen: SocketAddr,
@@ -189,6 +200,8 @@ impl BrokerConfig {
             message_max_bytes: pick!(message_max_bytes, DEFAULT_MESSAGE_MAX_BYTES),
             upload_interval: Duration::from_millis(pick!(upload_interval_ms, 500)),
             upload_bytes: pick!(upload_bytes, 16 << 20),
+            log_cache_bytes: pick!(log_cache_bytes, 256 << 20),
+            block_cache_bytes: pick!(block_cache_bytes, 256 << 20),
             max_connections: pick!(max_connections, 10_000),
             group_initial_rebalance_delay: Duration::from_millis(pick!(
                 group_initial_rebalance_delay_ms,

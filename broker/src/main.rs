@@ -79,6 +79,8 @@ async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     store_config.broker_id = config.broker_id;
     store_config.upload_interval = config.upload_interval;
     store_config.upload_bytes = config.upload_bytes;
+    store_config.log_cache_bytes = config.log_cache_bytes;
+    store_config.block_cache_bytes = config.block_cache_bytes;
     let bucket = Bucket::open(&config.object_store, store_config.object_timeout)?;
     if !bucket.is_local() {
         cas::check_atomic(&bucket)

@@ -38,7 +38,9 @@ pub struct CompactionConfig {
     /// Most bytes one compaction writes (and holds in memory).
     pub max_output_bytes: u64,
     /// Largest range of one stream in the output: a catch-up read GETs one
-    /// range at a time.
+    /// range at a time, and a cold read of one record GETs its whole range
+    /// into the block cache. Larger: fewer GETs per GB caught up (128 MiB
+    /// packs inputs of 16–64 MiB into about 10 a GB), a slower first record.
     pub max_range_bytes: u64,
     /// Only objects whose newest records fall in the same window of this
     /// many milliseconds are merged (0: no windows). Time retention drops a
@@ -61,7 +63,7 @@ impl Default for CompactionConfig {
             small_object_bytes: 16 << 20,
             min_inputs: 8,
             max_output_bytes: 256 << 20,
-            max_range_bytes: 64 << 20,
+            max_range_bytes: 128 << 20,
             time_window_ms: 0,
             settle_after_ms: 300_000,
         }

@@ -155,8 +155,10 @@ async fn wait_compacted(store: &ObjectStore, deadline: Instant) -> anyhow::Resul
     let cfg = CompactionConfig { time_window_ms: 3_600_000, ..CompactionConfig::default() };
     loop {
         let (state, _) = load(store).await?;
+        // As of when every class has settled: the broker merges those too.
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
-        if compaction::plan_at(&state, 0, &cfg, now).is_none() && state.garbage.is_empty() {
+        let settled = now + cfg.settle_after_ms + 1;
+        if compaction::plan_at(&state, 0, &cfg, settled).is_none() && state.garbage.is_empty() {
             return Ok(state);
         }
         anyhow::ensure!(Instant::now() < deadline, "compaction did not settle in time");
