@@ -274,6 +274,14 @@ impl StreamStore {
         let (object, committed) = tokio::task::spawn_blocking(move || build(&runs, &fetched, max_range))
             .await
             .map_err(|e| StorageError::Invalid(format!("compaction task failed: {e}")))??;
+        let (key, size) = self.put_compacted(object).await?;
+        Ok(CompactionOutput { key, size, runs: committed })
+    }
+
+    /// PUTs a compaction's output (create-only) under a new key of this
+    /// incarnation; its key and size.
+    pub(crate) async fn put_compacted(&self, object: Bytes) -> Result<(String, u64)> {
+        let inner = &self.inner;
         let seq = inner.object_seq.fetch_add(1, Ordering::AcqRel);
         let key = format!("data/b{}-e{}-c{seq:012}.obj", inner.config.broker_id, inner.broker_epoch);
         let size = object.len() as u64;
@@ -282,7 +290,7 @@ impl StreamStore {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        Ok(CompactionOutput { key, size, runs: committed })
+        Ok((key, size))
     }
 
     /// Makes this broker's copy of a stream's committed ranges what the
@@ -308,14 +316,7 @@ impl StreamStore {
         st.ranges = ranges;
         // Key compaction rewrote what lies below `cleaned_end`: readers must
         // see the cleaned ranges, not the uploaded batches still cached.
-        while let Some(front) = st.cache.front() {
-            if front.end_offset > meta.cleaned_end || front.end_offset > st.uploaded_end {
-                break;
-            }
-            let len = front.bytes.len() as u64;
-            st.cache.pop_front();
-            crate::store::sub_saturating(&self.inner.cached_bytes, len);
-        }
+        self.drop_cached_below(&mut st, meta.cleaned_end);
     }
 }
 

@@ -384,8 +384,14 @@ impl StreamStore {
         st.start_offset = start.min(st.next_offset);
         let below = st.ranges.partition_point(|(_, r)| r.end_offset <= start);
         st.ranges.drain(..below);
+        self.drop_cached_below(&mut st, start);
+    }
+
+    /// Drops the stream's cached batches that end at or below `end` and are
+    /// uploaded (what is not yet uploaded stays: it is the only copy to read).
+    pub(crate) fn drop_cached_below(&self, st: &mut crate::stream::StreamState, end: i64) {
         while let Some(front) = st.cache.front() {
-            if front.end_offset > start || front.end_offset > st.uploaded_end {
+            if front.end_offset > end || front.end_offset > st.uploaded_end {
                 break;
             }
             let len = front.bytes.len() as u64;

@@ -15,10 +15,9 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::ObjectStoreExt;
 
 use super::{CompactionConfig, CompactionOutput};
 use crate::error::{Result, StorageError};
@@ -322,16 +321,8 @@ impl StreamStore {
         ranges: Vec<ObjectRange>,
         cleaned: Option<(i64, Option<i64>)>,
     ) -> Result<CompactionOutput> {
-        let inner = &self.inner;
         let (object, _) = builder.finish();
-        let seq = inner.object_seq.fetch_add(1, Ordering::AcqRel);
-        let key = format!("data/b{}-e{}-c{seq:012}.obj", inner.config.broker_id, inner.broker_epoch);
-        let size = object.len() as u64;
-        let opts = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-        match inner.bucket.store.put_opts(&inner.bucket.key(&key), PutPayload::from(object), opts).await {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        let (key, size) = self.put_compacted(object).await?;
         let run = CompactedRun {
             stream: plan.stream,
             stream_epoch: plan.stream_epoch,
